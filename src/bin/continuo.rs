@@ -1,0 +1,481 @@
+//! `continuo`: train a model on a folder of MIDI files, continue a primer, evaluate a model.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use continuo::device::{best_device, device_name};
+use continuo::midi_file::{read_midi, write_midi, TrackToWrite};
+use continuo::model::{generate, load_model, lstm, transformer, Architecture, GenerateOptions};
+use continuo::music::parse::{parse_key, parse_pitch};
+use continuo::music::{detect_key, Key};
+use continuo::tokens::Vocab;
+use continuo::train::eval::{continuation_stats, nll, primer_cases, windows};
+use continuo::train::{dataset, train, TrainOptions};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "continuo",
+    version,
+    about = "Continue what you play: train, generate and evaluate Continuo models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model on every .mid file under a folder (recursive).
+    Train(TrainArgs),
+    /// Continue a primer .mid file and write the continuation as .mid (and optionally .png).
+    Generate(GenerateArgs),
+    /// Held-out NLL and musical statistics of a model on a folder of .mid files.
+    Eval(EvalArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Arch {
+    Transformer,
+    Lstm,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Folder of .mid files (searched recursively).
+    #[arg(long)]
+    data: PathBuf,
+    /// Folder to write the model into.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value = "transformer")]
+    arch: Arch,
+    /// Transformer width / LSTM hidden size.
+    #[arg(long, default_value_t = 256)]
+    d_model: usize,
+    #[arg(long, default_value_t = 4)]
+    layers: usize,
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    /// Transformer MLP width (default 4 × d-model).
+    #[arg(long)]
+    ff: Option<usize>,
+    /// Tokens per training window (and the transformer's context).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(8..=4096))]
+    seq_len: u32,
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    batch: u32,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Stop after this many optimizer steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Stop after this many minutes of training (counted across --resume).
+    #[arg(long)]
+    minutes: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Continue the checkpoint in OUT/checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Validation loss every N steps.
+    #[arg(long, default_value_t = 200)]
+    eval_every: usize,
+    #[arg(long, default_value_t = 5.0)]
+    checkpoint_minutes: f64,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Model folder (config.json + model.safetensors).
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// Primer .mid file; without it the model starts from silence.
+    #[arg(long)]
+    primer: Option<PathBuf>,
+    /// Bars to generate.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    bars: u32,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    variations: u32,
+    #[arg(long, default_value_t = 0.9, value_parser = positive_f32)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0.95, value_parser = unit_f32)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Keep to a key's scale: "primer" (detected) or a key such as "C", "Am", "F# minor".
+    #[arg(long)]
+    key: Option<String>,
+    /// Lowest pitch, as a number or name (C2).
+    #[arg(long, default_value = "0", value_parser = pitch_arg)]
+    low: u8,
+    /// Highest pitch, as a number or name (C7).
+    #[arg(long, default_value = "127", value_parser = pitch_arg)]
+    high: u8,
+    /// Output .mid (variation N > 1 goes to NAME-N.mid).
+    #[arg(long)]
+    out: PathBuf,
+    /// Also draw primer and continuation as a piano roll PNG.
+    #[arg(long)]
+    png: Option<PathBuf>,
+    /// Write the primer before the continuation in the output file.
+    #[arg(long)]
+    with_primer: bool,
+    /// Tempo written into the output file (the notes are in beats either way).
+    #[arg(long, default_value_t = 120.0)]
+    tempo: f64,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// Folder of .mid files; evaluation uses its validation split (the files training held out).
+    #[arg(long)]
+    data: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Primers (first 2 bars of validation pieces) to continue.
+    #[arg(long, default_value_t = 32)]
+    primers: usize,
+    /// Bars generated per primer, compared with the real next bars.
+    #[arg(long, default_value_t = 4)]
+    bars: u32,
+    /// Cap on validation tokens scored for NLL.
+    #[arg(long, default_value_t = 200_000)]
+    max_tokens: usize,
+    #[arg(long, default_value_t = 0.9, value_parser = positive_f32)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0.95, value_parser = unit_f32)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn positive_f32(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("'{s}' must be a number above 0 (e.g. 0.9)")),
+    }
+}
+
+fn unit_f32(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        _ => Err(format!("'{s}' must be a number in (0, 1] (e.g. 0.95)")),
+    }
+}
+
+fn pitch_arg(s: &str) -> Result<u8, String> {
+    parse_pitch(s)
+        .ok_or_else(|| format!("'{s}' is not a pitch: use 0–127 or a name such as C4 or F#2"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => run_train(a),
+        Command::Generate(a) => run_generate(a),
+        Command::Eval(a) => run_eval(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+fn run_train(a: TrainArgs) -> Result<()> {
+    let vocab_size = Vocab.size();
+    let architecture = match a.arch {
+        Arch::Transformer => {
+            if a.d_model % a.heads != 0 {
+                bail!(
+                    "--d-model {} must be divisible by --heads {}",
+                    a.d_model,
+                    a.heads
+                );
+            }
+            Architecture::Transformer(transformer::Config {
+                vocab_size,
+                d_model: a.d_model,
+                n_layers: a.layers,
+                n_heads: a.heads,
+                d_ff: a.ff.unwrap_or(4 * a.d_model),
+                max_seq_len: a.seq_len as usize,
+            })
+        }
+        Arch::Lstm => Architecture::Lstm(lstm::Config {
+            vocab_size,
+            d_embed: a.d_model.min(128),
+            hidden: a.d_model,
+            n_layers: a.layers,
+        }),
+    };
+    let device = best_device();
+    eprintln!(
+        "training a {} ({} parameters) on {} from {}",
+        architecture.describe(),
+        architecture.parameter_count(),
+        device_name(&device),
+        a.data.display()
+    );
+    let opts = TrainOptions {
+        data: a.data,
+        out: a.out.clone(),
+        architecture,
+        batch: a.batch as usize,
+        seq_len: a.seq_len as usize,
+        lr: a.lr,
+        warmup: 0.05,
+        steps: a.steps,
+        minutes: a.minutes,
+        seed: a.seed,
+        resume: a.resume,
+        eval_every: a.eval_every,
+        checkpoint_minutes: a.checkpoint_minutes,
+        clip: 1.0,
+        weight_decay: 0.01,
+        show_progress: !a.quiet,
+        command: command_line(),
+        max_val_windows: 256,
+    };
+    let r = train(&opts, &device)?;
+    if !r.skipped.is_empty() {
+        eprintln!("{} files skipped (listed above)", r.skipped.len());
+    }
+    println!(
+        "trained {} steps in {:.1} min at {:.0} tokens/s; validation loss {:.3} → {:.3} nats/token; model in {}",
+        r.steps,
+        r.train_seconds / 60.0,
+        r.tokens_per_s,
+        r.initial_val_loss,
+        r.final_val_loss,
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn variation_path(base: &Path, i: usize) -> PathBuf {
+    if i == 0 {
+        return base.to_owned();
+    }
+    let stem = base
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = base
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    base.with_file_name(format!("{stem}-{}{ext}", i + 1))
+}
+
+fn run_generate(a: GenerateArgs) -> Result<()> {
+    if a.low > a.high {
+        bail!("--low {} is above --high {}", a.low, a.high);
+    }
+    let device = best_device();
+    let loaded = load_model(&a.model, &device)?;
+    let primer = match &a.primer {
+        Some(p) => read_midi(p)?.melodic,
+        None => continuo::music::Phrase::new(vec![], 4.0),
+    };
+    let key: Option<Key> = match a.key.as_deref() {
+        None => None,
+        Some("primer") => Some(
+            detect_key(&primer.notes)
+                .context("--key primer: the primer has no notes to detect a key from")?,
+        ),
+        Some(k) => Some(parse_key(k).with_context(|| {
+            format!("--key '{k}' is not a key; write e.g. C, Am, \"F# minor\" or primer")
+        })?),
+    };
+    let opts = GenerateOptions {
+        bars: a.bars,
+        temperature: a.temperature,
+        top_p: a.top_p,
+        seed: a.seed,
+        variations: a.variations as usize,
+        pitch_range: (a.low, a.high),
+        key,
+        beats_per_bar: primer.beats_per_bar,
+    };
+    let g = generate(&loaded.model, &device, &primer, &opts)?;
+    for (i, phrase) in g.variations.iter().enumerate() {
+        let out = variation_path(&a.out, i);
+        let shifted: Vec<_> = phrase
+            .notes
+            .iter()
+            .map(|n| continuo::music::Note {
+                start: n.start + g.start_beat,
+                ..*n
+            })
+            .collect();
+        let mut tracks = Vec::new();
+        if a.with_primer {
+            tracks.push(TrackToWrite {
+                name: "primer",
+                channel: 0,
+                notes: &primer.notes,
+            });
+            tracks.push(TrackToWrite {
+                name: "continuation",
+                channel: 0,
+                notes: &shifted,
+            });
+        } else {
+            tracks.push(TrackToWrite {
+                name: "continuation",
+                channel: 0,
+                notes: &phrase.notes,
+            });
+        }
+        write_midi(&out, &tracks, phrase.beats_per_bar, a.tempo)?;
+        let key = detect_key(&phrase.notes).map_or("-".into(), |k| k.name());
+        println!(
+            "{}: {} notes over {} bars, key {}",
+            out.display(),
+            phrase.notes.len(),
+            a.bars,
+            key
+        );
+        if let Some(png) = &a.png {
+            let png = variation_path(png, i);
+            continuo::plot::draw_piano_roll(
+                &png,
+                &primer.notes,
+                &phrase.notes,
+                g.start_beat,
+                phrase.beats_per_bar,
+            )?;
+            println!("{}: piano roll", png.display());
+        }
+    }
+    eprintln!(
+        "{} tokens per variation, prefill {:.1} ms, {:.2} ms/token ({}, {})",
+        g.tokens,
+        g.prefill_ms,
+        g.ms_per_token,
+        loaded.card.architecture.describe(),
+        device_name(&device)
+    );
+    Ok(())
+}
+
+fn run_eval(a: EvalArgs) -> Result<()> {
+    let device = best_device();
+    let loaded = load_model(&a.model, &device)?;
+    let corpus = dataset::load_corpus(&a.data)?;
+    for s in &corpus.skipped {
+        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+    }
+    let ctx = loaded.card.architecture.max_context().unwrap_or(256);
+    let stream = dataset::packed_stream(&corpus.validation);
+    let ws = windows(&stream, ctx, a.max_tokens.div_ceil(ctx));
+    let scored_tokens: usize = ws.iter().map(|w| w.len() - 1).sum();
+    let (total, count) = nll(&loaded.model, &device, &ws, 16)?;
+    // Notes in the scored part of the stream: one Duration token closes each note.
+    let vocab = Vocab;
+    let notes = stream[1..=scored_tokens.min(stream.len() - 1)]
+        .iter()
+        .filter(|&&id| matches!(vocab.token(id), Some(continuo::tokens::Token::Duration(_))))
+        .count();
+    let cases = primer_cases(&corpus.validation, 2, a.bars, a.primers);
+    let opts = GenerateOptions {
+        bars: a.bars,
+        temperature: a.temperature,
+        top_p: a.top_p,
+        seed: a.seed,
+        ..Default::default()
+    };
+    let (model_stats, real_stats) = continuation_stats(&loaded.model, &device, &cases, &opts)?;
+    let report = serde_json::json!({
+        "model": a.model.display().to_string(),
+        "architecture": loaded.card.architecture.describe(),
+        "nll_per_token": total / count.max(1) as f64,
+        "nll_per_note": total / notes.max(1) as f64,
+        "tokens_scored": count,
+        "key_agreement": model_stats.key_agreement,
+        "key_agreement_real": real_stats.key_agreement,
+        "pitch_in_scale": model_stats.pitch_in_scale,
+        "pitch_in_scale_real": real_stats.pitch_in_scale,
+        "pitch_class_entropy": model_stats.pitch_class_entropy,
+        "pitch_class_entropy_real": real_stats.pitch_class_entropy,
+        "empty_beat_rate": model_stats.empty_beat_rate,
+        "empty_beat_rate_real": real_stats.empty_beat_rate,
+        "notes_per_beat": model_stats.notes_per_beat,
+        "notes_per_beat_real": real_stats.notes_per_beat,
+        "polyphony": model_stats.polyphony,
+        "polyphony_real": real_stats.polyphony,
+        "n_files": corpus.validation.len(),
+        "n_primers": cases.len(),
+    });
+    if a.json {
+        println!("{report}");
+        return Ok(());
+    }
+    println!(
+        "model {} ({})",
+        a.model.display(),
+        loaded.card.architecture.describe()
+    );
+    println!(
+        "validation: {} files, {} tokens scored, {} notes",
+        corpus.validation.len(),
+        count,
+        notes
+    );
+    println!(
+        "NLL per token {:.4} nats, per note {:.4} nats",
+        report["nll_per_token"], report["nll_per_note"]
+    );
+    println!(
+        "{} primers of 2 bars, {} bars continued:",
+        cases.len(),
+        a.bars
+    );
+    println!("{:<22} {:>10} {:>10}", "metric", "model", "real");
+    for (name, m, r) in [
+        (
+            "key agreement",
+            model_stats.key_agreement,
+            real_stats.key_agreement,
+        ),
+        (
+            "pitch in scale",
+            model_stats.pitch_in_scale,
+            real_stats.pitch_in_scale,
+        ),
+        (
+            "pitch-class entropy",
+            model_stats.pitch_class_entropy,
+            real_stats.pitch_class_entropy,
+        ),
+        (
+            "notes per beat",
+            model_stats.notes_per_beat,
+            real_stats.notes_per_beat,
+        ),
+        ("polyphony", model_stats.polyphony, real_stats.polyphony),
+        (
+            "empty-beat rate",
+            model_stats.empty_beat_rate,
+            real_stats.empty_beat_rate,
+        ),
+    ] {
+        println!("{name:<22} {m:>10.3} {r:>10.3}");
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! The seeds' architecture as a baseline: embedding → stacked LSTM → linear head.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::rnn::{LSTMConfig, LSTMState, LSTM, RNN};
+use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub vocab_size: usize,
+    pub d_embed: usize,
+    pub hidden: usize,
+    pub n_layers: usize,
+}
+
+pub struct Lstm {
+    tokens: Embedding,
+    layers: Vec<LSTM>,
+    head: Linear,
+}
+
+/// Hidden and cell state of every layer.
+#[derive(Clone, Default)]
+pub struct LstmCache {
+    states: Vec<LSTMState>,
+}
+
+impl LstmCache {
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+}
+
+impl Lstm {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let mut layers = Vec::with_capacity(cfg.n_layers);
+        for i in 0..cfg.n_layers {
+            let input = if i == 0 { cfg.d_embed } else { cfg.hidden };
+            let c = LSTMConfig {
+                layer_idx: i,
+                ..Default::default()
+            };
+            layers.push(candle_nn::rnn::lstm(input, cfg.hidden, c, vb.pp("lstm"))?);
+        }
+        Ok(Self {
+            tokens: embedding(cfg.vocab_size, cfg.d_embed, vb.pp("tokens"))?,
+            layers,
+            head: linear(cfg.hidden, cfg.vocab_size, vb.pp("head"))?,
+        })
+    }
+
+    /// Logits for every position of `ids` (batch, time) → (batch, time, vocab).
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let mut x = self.tokens.forward(ids)?;
+        for layer in &self.layers {
+            let states = layer.seq(&x)?;
+            x = layer.states_to_tensor(&states)?;
+        }
+        self.head.forward(&x)
+    }
+
+    /// Feeds `ids` (batch, time) after the cached state; logits of the last position.
+    pub fn forward_cached(&self, ids: &Tensor, cache: &mut LstmCache) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        if cache.states.is_empty() {
+            cache.states = self
+                .layers
+                .iter()
+                .map(|l| l.zero_state(b))
+                .collect::<Result<_>>()?;
+        }
+        let emb = self.tokens.forward(ids)?;
+        let mut last = None;
+        for step in 0..t {
+            let mut x = emb.narrow(1, step, 1)?.squeeze(1)?;
+            for (layer, state) in self.layers.iter().zip(cache.states.iter_mut()) {
+                *state = layer.step(&x, state)?;
+                x = state.h.clone();
+            }
+            last = Some(x);
+        }
+        match last {
+            Some(h) => self.head.forward(&h),
+            None => candle_core::bail!("forward_cached needs at least one token"),
+        }
+    }
+}
+
+pub fn parameter_count(cfg: &Config) -> usize {
+    let mut n = cfg.vocab_size * cfg.d_embed + cfg.hidden * cfg.vocab_size + cfg.vocab_size;
+    for i in 0..cfg.n_layers {
+        let input = if i == 0 { cfg.d_embed } else { cfg.hidden };
+        n += 4 * cfg.hidden * (input + cfg.hidden) + 8 * cfg.hidden;
+    }
+    n
+}

@@ -1,0 +1,130 @@
+//! Next-token models over the event vocabulary (candle), their files on disk, and sampling.
+
+pub mod files;
+pub mod lstm;
+pub mod ops;
+pub mod sampler;
+pub mod transformer;
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+pub use files::{load_model, save_model, LoadedModel, ModelCard, ModelError};
+pub use sampler::{generate, generate_streaming, GenerateOptions, Generated, StreamedNote};
+
+/// Which architecture and its size; stored in `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "arch", rename_all = "snake_case")]
+pub enum Architecture {
+    Transformer(transformer::Config),
+    Lstm(lstm::Config),
+}
+
+impl Architecture {
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Architecture::Transformer(c) => c.vocab_size,
+            Architecture::Lstm(c) => c.vocab_size,
+        }
+    }
+
+    pub fn parameter_count(&self) -> usize {
+        match self {
+            Architecture::Transformer(c) => transformer::parameter_count(c),
+            Architecture::Lstm(c) => lstm::parameter_count(c),
+        }
+    }
+
+    /// Longest context the model can attend to at once (unbounded for the LSTM).
+    pub fn max_context(&self) -> Option<usize> {
+        match self {
+            Architecture::Transformer(c) => Some(c.max_seq_len),
+            Architecture::Lstm(_) => None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Architecture::Transformer(c) => format!(
+                "transformer {} layers, d{} , {} heads, ff {}, ctx {}",
+                c.n_layers, c.d_model, c.n_heads, c.d_ff, c.max_seq_len
+            ),
+            Architecture::Lstm(c) => {
+                format!("LSTM {}×{}, embed {}", c.n_layers, c.hidden, c.d_embed)
+            }
+        }
+    }
+}
+
+/// A model of either architecture.
+pub enum Model {
+    Transformer(transformer::Transformer),
+    Lstm(lstm::Lstm),
+}
+
+/// What a model remembers of the tokens it has been fed.
+#[derive(Clone)]
+pub enum DecodeCache {
+    Transformer(transformer::KvCache),
+    Lstm(lstm::LstmCache),
+}
+
+impl Model {
+    pub fn new(arch: &Architecture, vb: VarBuilder) -> Result<Self> {
+        Ok(match arch {
+            Architecture::Transformer(c) => {
+                Model::Transformer(transformer::Transformer::new(c, vb)?)
+            }
+            Architecture::Lstm(c) => Model::Lstm(lstm::Lstm::new(c, vb)?),
+        })
+    }
+
+    /// Logits for every position: (batch, time) → (batch, time, vocab).
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        match self {
+            Model::Transformer(m) => m.forward(ids),
+            Model::Lstm(m) => m.forward(ids),
+        }
+    }
+
+    pub fn new_cache(&self) -> DecodeCache {
+        match self {
+            Model::Transformer(_) => DecodeCache::Transformer(Default::default()),
+            Model::Lstm(_) => DecodeCache::Lstm(Default::default()),
+        }
+    }
+
+    /// Positions the cache holds beyond which the model cannot go (transformer only).
+    pub fn max_context(&self) -> Option<usize> {
+        match self {
+            Model::Transformer(m) => Some(m.config().max_seq_len),
+            Model::Lstm(_) => None,
+        }
+    }
+
+    /// Feeds `ids` (batch, time) after what the cache holds; logits of the last position.
+    pub fn forward_cached(&self, ids: &Tensor, cache: &mut DecodeCache) -> Result<Tensor> {
+        match (self, cache) {
+            (Model::Transformer(m), DecodeCache::Transformer(c)) => m.forward_cached(ids, c),
+            (Model::Lstm(m), DecodeCache::Lstm(c)) => m.forward_cached(ids, c),
+            _ => candle_core::bail!("decode cache belongs to another architecture"),
+        }
+    }
+
+    /// Logits of the last position of `ids` without any cache (re-reads the whole context).
+    pub fn forward_last(&self, ids: &Tensor) -> Result<Tensor> {
+        let logits = self.forward(ids)?;
+        let t = logits.dim(1)?;
+        logits.narrow(1, t - 1, 1)?.squeeze(1)
+    }
+}
+
+impl DecodeCache {
+    pub fn len(&self) -> Option<usize> {
+        match self {
+            DecodeCache::Transformer(c) => Some(c.len()),
+            DecodeCache::Lstm(_) => None,
+        }
+    }
+}

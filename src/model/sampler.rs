@@ -1,0 +1,386 @@
+//! Generation: primer → tokens → model → grammar-masked, seeded sampling → notes.
+
+use super::{DecodeCache, Model};
+use crate::music::{Key, Note, Phrase};
+use crate::tokens::{Decoder, Grammar, Token, Vocab};
+use candle_core::{Device, Result, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+
+/// How to continue a primer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOptions {
+    /// Bars to generate after the primer.
+    pub bars: u32,
+    /// Softmax temperature; > 0.
+    pub temperature: f32,
+    /// Nucleus sampling: keep the smallest set of tokens whose probability reaches this.
+    pub top_p: f32,
+    pub seed: u64,
+    /// Independent continuations, sampled in one batch.
+    pub variations: usize,
+    /// Lowest and highest pitch allowed (inclusive).
+    pub pitch_range: (u8, u8),
+    /// Only pitches of this key's scale.
+    pub key: Option<Key>,
+    /// Bar length to use when the primer is empty (beats).
+    pub beats_per_bar: f64,
+    /// The continuation's first note falls on its first downbeat (a live answer starts on
+    /// the one rather than after a rest).
+    pub start_on_downbeat: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            bars: 4,
+            temperature: 1.0,
+            top_p: 0.95,
+            seed: 0,
+            variations: 1,
+            pitch_range: (0, 127),
+            key: None,
+            beats_per_bar: 4.0,
+            start_on_downbeat: false,
+        }
+    }
+}
+
+/// What a generation produced.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// One continuation per variation, timed from the bar line after the primer.
+    pub variations: Vec<Phrase>,
+    /// Beat (in the primer's time) where the continuation starts.
+    pub start_beat: f64,
+    /// The prompt the model was given (primer tokens and the opening bar line).
+    pub prompt: Vec<u32>,
+    /// The sampled ids of each variation, after the prompt.
+    pub ids: Vec<Vec<u32>>,
+    /// Decoding steps taken (the longest variation's token count).
+    pub tokens: usize,
+    pub prefill_ms: f64,
+    pub ms_per_token: f64,
+}
+
+/// A note as it is decoded, for streaming to the plugin.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamedNote {
+    pub variation: usize,
+    /// Timed from the continuation start.
+    pub note: Note,
+    /// Bars completed so far in this variation.
+    pub bars_done: u32,
+}
+
+/// Generates without streaming; see [`generate_streaming`].
+pub fn generate(
+    model: &Model,
+    device: &Device,
+    primer: &Phrase,
+    opts: &GenerateOptions,
+) -> Result<Generated> {
+    generate_streaming(model, device, primer, opts, |_| true)
+}
+
+/// Continues `primer`, calling `on_note` with each note as soon as it is decoded; stops
+/// early when `on_note` returns false (a newer request superseded this one).
+pub fn generate_streaming(
+    model: &Model,
+    device: &Device,
+    primer: &Phrase,
+    opts: &GenerateOptions,
+    mut on_note: impl FnMut(StreamedNote) -> bool,
+) -> Result<Generated> {
+    let vocab = Vocab;
+    let v = opts.variations.max(1);
+    let max_ctx = model.max_context();
+    let (prompt, start_bar, beats_per_bar) = prompt_tokens(primer, opts, max_ctx);
+    let start_beat = start_bar as f64 * beats_per_bar;
+
+    let mut grammar = Grammar::new();
+    for &id in &prompt {
+        grammar.advance(id);
+    }
+    // The prompt already opened the first continuation bar.
+    let end_bars = grammar.bars_opened() + opts.bars - 1;
+    let mut decoders: Vec<Decoder> = (0..v).map(|_| decoder_after(&prompt)).collect();
+    // What each variation sampled, and what was fed to the model (padding once it is done),
+    // which keeps every row the same length for the sliding window.
+    let mut history: Vec<Vec<u32>> = vec![prompt.clone(); v];
+    let mut fed: Vec<Vec<u32>> = vec![prompt.clone(); v];
+    let mut done = vec![false; v];
+    let mut rngs: Vec<ChaCha8Rng> = (0..v)
+        .map(|i| {
+            let mut r = ChaCha8Rng::seed_from_u64(opts.seed);
+            r.set_stream(i as u64);
+            r
+        })
+        .collect();
+    let mut out: Vec<Vec<Note>> = vec![Vec::new(); v];
+
+    let t0 = Instant::now();
+    let mut cache = model.new_cache();
+    let mut logits = prefill(model, device, &history, &mut cache)?;
+    let prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
+
+    let t1 = Instant::now();
+    let mut steps = 0usize;
+    let max_steps = (opts.bars as usize + 1) * 400;
+    let mut mask = vec![false; vocab.size()];
+    let pad = vocab.id(Token::Pad);
+    let bar = vocab.id(Token::Bar);
+    let eos = vocab.id(Token::Eos);
+    let downbeat = vocab.id(Token::Position(0));
+    let mut cancelled = false;
+    while !done.iter().all(|&d| d) && steps < max_steps && !cancelled {
+        let rows: Vec<Vec<f32>> = logits.to_vec2()?;
+        let mut next = Vec::with_capacity(v);
+        for i in 0..v {
+            if done[i] {
+                next.push(pad);
+                continue;
+            }
+            let g = decoders[i].grammar();
+            g.fill_mask(&mut mask);
+            mask[eos as usize] = false;
+            if opts.start_on_downbeat
+                && out[i].is_empty()
+                && g.allows(downbeat)
+                && g.bars_opened() == grammar.bars_opened()
+            {
+                mask.iter_mut().for_each(|m| *m = false);
+                mask[downbeat as usize] = true;
+            }
+            apply_pitch_masks(&mut mask, g, opts);
+            let id = sample(&rows[i], &mask, opts.temperature, opts.top_p, &mut rngs[i]);
+            if id == bar && decoders[i].grammar().bars_opened() >= end_bars {
+                done[i] = true;
+                next.push(pad);
+                continue;
+            }
+            if let Some(n) = decoders[i].push(id) {
+                let note = Note {
+                    start: n.start - start_beat,
+                    ..n
+                };
+                out[i].push(note);
+                let bars_done = decoders[i]
+                    .grammar()
+                    .bars_opened()
+                    .saturating_sub(grammar.bars_opened());
+                if !on_note(StreamedNote {
+                    variation: i,
+                    note,
+                    bars_done,
+                }) {
+                    cancelled = true;
+                }
+            }
+            history[i].push(id);
+            next.push(id);
+        }
+        steps += 1;
+        for (f, &id) in fed.iter_mut().zip(&next) {
+            f.push(id);
+        }
+        if done.iter().all(|&d| d) || cancelled {
+            break;
+        }
+        let needs_window = match (max_ctx, cache.len()) {
+            (Some(ctx), Some(len)) => len + 1 > ctx,
+            _ => false,
+        };
+        logits = if needs_window {
+            // Slide: re-read the last half context, so decoding can go past the position table.
+            let keep = max_ctx.unwrap_or(0) / 2;
+            let windows: Vec<Vec<u32>> = fed
+                .iter()
+                .map(|h| h[h.len().saturating_sub(keep)..].to_vec())
+                .collect();
+            cache = model.new_cache();
+            prefill(model, device, &windows, &mut cache)?
+        } else {
+            let ids = Tensor::from_vec(next, (v, 1), device)?;
+            model.forward_cached(&ids, &mut cache)?
+        };
+    }
+    let ms_per_token = t1.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64;
+    Ok(Generated {
+        variations: out
+            .into_iter()
+            .map(|notes| Phrase::new(notes, beats_per_bar))
+            .collect(),
+        start_beat,
+        ids: history.iter().map(|h| h[prompt.len()..].to_vec()).collect(),
+        prompt,
+        tokens: steps,
+        prefill_ms,
+        ms_per_token,
+    })
+}
+
+fn decoder_after(prompt: &[u32]) -> Decoder {
+    let mut d = Decoder::new();
+    for &id in prompt {
+        d.push(id);
+    }
+    d
+}
+
+fn prefill(
+    model: &Model,
+    device: &Device,
+    seqs: &[Vec<u32>],
+    cache: &mut DecodeCache,
+) -> Result<Tensor> {
+    let t = seqs[0].len();
+    let flat: Vec<u32> = seqs.iter().flatten().copied().collect();
+    let ids = Tensor::from_vec(flat, (seqs.len(), t), device)?;
+    model.forward_cached(&ids, cache)
+}
+
+/// The primer's tokens with a bar line appended, cut to its last bars if it would fill more
+/// than half the model's context. Returns (tokens, bar where the continuation starts, bar length).
+pub fn prompt_tokens(
+    primer: &Phrase,
+    opts: &GenerateOptions,
+    max_ctx: Option<usize>,
+) -> (Vec<u32>, u32, f64) {
+    let vocab = Vocab;
+    if primer.notes.is_empty() {
+        let empty = Phrase::new(vec![], opts.beats_per_bar);
+        let ids = vocab.encode(&empty, false);
+        let bpb = vocab.decode(&ids).beats_per_bar;
+        return (ids, 0, bpb);
+    }
+    let bpb = crate::tokens::quantize(primer).beats_per_bar;
+    let bars = primer.bar_count() as u32;
+    let budget = max_ctx.map_or(usize::MAX, |c| c / 2);
+    let mut first_bar = 0;
+    loop {
+        let window = primer.slice(first_bar as f64 * bpb, f64::INFINITY);
+        let mut ids = vocab.encode(&window, false);
+        // The encoding ends in the primer's last bar; the continuation opens the next one.
+        ids.push(vocab.id(Token::Bar));
+        if ids.len() <= budget || first_bar + 1 >= bars {
+            return (ids, bars, bpb);
+        }
+        first_bar += 1;
+    }
+}
+
+fn apply_pitch_masks(mask: &mut [bool], g: &Grammar, opts: &GenerateOptions) {
+    if !g.expects_pitch() {
+        return;
+    }
+    let vocab = Vocab;
+    let saved: Vec<bool> = (0..=127u8)
+        .map(|p| mask[vocab.pitch_id(p) as usize])
+        .collect();
+    for p in 0..=127u8 {
+        let in_range = p >= opts.pitch_range.0 && p <= opts.pitch_range.1;
+        let in_key = opts.key.is_none_or(|k| k.contains(p));
+        if !(in_range && in_key) {
+            mask[vocab.pitch_id(p) as usize] = false;
+        }
+    }
+    if !mask.iter().any(|&m| m) {
+        // Range and key exclude every pitch the grammar allows: fall back to the grammar alone.
+        for p in 0..=127u8 {
+            mask[vocab.pitch_id(p) as usize] = saved[p as usize];
+        }
+    }
+}
+
+/// Samples an id from masked logits with temperature and nucleus (top-p) filtering.
+pub fn sample(
+    logits: &[f32],
+    mask: &[bool],
+    temperature: f32,
+    top_p: f32,
+    rng: &mut impl Rng,
+) -> u32 {
+    let t = temperature.max(1e-3);
+    let max = logits
+        .iter()
+        .zip(mask)
+        .filter(|(_, &m)| m)
+        .map(|(&l, _)| l)
+        .fold(f32::NEG_INFINITY, f32::max);
+    let mut probs: Vec<(u32, f32)> = logits
+        .iter()
+        .zip(mask)
+        .enumerate()
+        .filter(|(_, (_, &m))| m)
+        .map(|(i, (&l, _))| (i as u32, ((l - max) / t).exp()))
+        .collect();
+    let total: f32 = probs.iter().map(|p| p.1).sum();
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut kept = 0.0;
+    let mut n = 0;
+    for p in &probs {
+        kept += p.1 / total;
+        n += 1;
+        if kept >= top_p {
+            break;
+        }
+    }
+    let probs = &probs[..n.max(1)];
+    let sum: f32 = probs.iter().map(|p| p.1).sum();
+    let mut r = rng.gen::<f32>() * sum;
+    for p in probs {
+        r -= p.1;
+        if r <= 0.0 {
+            return p.0;
+        }
+    }
+    probs[probs.len() - 1].0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_never_picks_a_masked_token() {
+        let logits = vec![10.0, 0.0, 5.0, -1.0];
+        let mask = vec![false, true, false, true];
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..200 {
+            let id = sample(&logits, &mask, 1.5, 1.0, &mut rng);
+            assert!(id == 1 || id == 3);
+        }
+    }
+
+    #[test]
+    fn low_top_p_keeps_only_the_likeliest() {
+        let logits = vec![3.0, 0.0, 2.9, -1.0];
+        let mask = vec![true; 4];
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        for _ in 0..100 {
+            assert_eq!(sample(&logits, &mask, 1.0, 0.01, &mut rng), 0);
+        }
+    }
+
+    #[test]
+    fn prompt_ends_with_the_bar_line_after_the_primer() {
+        let primer = Phrase::new(
+            vec![Note {
+                start: 0.0,
+                duration: 4.0,
+                pitch: 60,
+                velocity: 90,
+            }],
+            4.0,
+        );
+        let (ids, start_bar, bpb) = prompt_tokens(&primer, &GenerateOptions::default(), Some(256));
+        assert_eq!(start_bar, 1);
+        assert_eq!(bpb, 4.0);
+        assert_eq!(*ids.last().unwrap(), Vocab.id(Token::Bar));
+        let mut g = Grammar::new();
+        ids.iter().for_each(|&i| g.advance(i));
+        assert_eq!(g.bars_opened(), 2);
+    }
+}

@@ -1,0 +1,247 @@
+//! A small decoder-only transformer over the event vocabulary, with a KV cache.
+//!
+//! Pre-norm blocks (LayerNorm → causal self-attention → LayerNorm → GELU MLP), learned
+//! absolute positions, output head tied to the token embedding.
+
+use super::ops;
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{linear, Embedding, Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub vocab_size: usize,
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub d_ff: usize,
+    /// Longest context the position table covers; decoding slides a window past it.
+    pub max_seq_len: usize,
+}
+
+impl Config {
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_heads
+    }
+}
+
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl LayerNorm {
+    fn new(size: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(size, "weight", candle_nn::Init::Const(1.0))?,
+            bias: vb.get_with_hints(size, "bias", candle_nn::Init::Const(0.0))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::layer_norm(x, &self.weight, &self.bias)
+    }
+}
+
+/// Keys and values of every past position, per layer: (batch, heads, time, head_dim).
+#[derive(Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    /// Positions already held.
+    pub fn len(&self) -> usize {
+        match self.layers.first() {
+            Some(Some((k, _))) => k.dim(2).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+struct Attention {
+    qkv: Linear,
+    out: Linear,
+    n_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            qkv: linear(cfg.d_model, 3 * cfg.d_model, vb.pp("qkv"))?,
+            out: linear(cfg.d_model, cfg.d_model, vb.pp("out"))?,
+            n_heads: cfg.n_heads,
+            head_dim: cfg.head_dim(),
+        })
+    }
+
+    fn forward(&self, x: &Tensor, cache: Option<&mut Option<(Tensor, Tensor)>>) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let qkv = self
+            .qkv
+            .forward(x)?
+            .reshape((b, t, 3, self.n_heads, self.head_dim))?
+            .permute((2, 0, 3, 1, 4))?;
+        let q = qkv.get(0)?.contiguous()?;
+        let mut k = qkv.get(1)?.contiguous()?;
+        let mut v = qkv.get(2)?.contiguous()?;
+        if let Some(slot) = cache {
+            if let Some((pk, pv)) = slot.as_ref() {
+                k = Tensor::cat(&[pk, &k], 2)?;
+                v = Tensor::cat(&[pv, &v], 2)?;
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let y = ops::causal_attention(&q, &k, &v)?;
+        let y = y.transpose(1, 2)?.reshape((b, t, d))?;
+        self.out.forward(&y)
+    }
+}
+
+struct Mlp {
+    up: Linear,
+    down: Linear,
+}
+
+impl Mlp {
+    fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            up: linear(cfg.d_model, cfg.d_ff, vb.pp("up"))?,
+            down: linear(cfg.d_ff, cfg.d_model, vb.pp("down"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.down.forward(&self.up.forward(x)?.gelu()?)
+    }
+}
+
+struct Block {
+    ln1: LayerNorm,
+    attn: Attention,
+    ln2: LayerNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            ln1: LayerNorm::new(cfg.d_model, vb.pp("ln1"))?,
+            attn: Attention::new(cfg, vb.pp("attn"))?,
+            ln2: LayerNorm::new(cfg.d_model, vb.pp("ln2"))?,
+            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, cache: Option<&mut Option<(Tensor, Tensor)>>) -> Result<Tensor> {
+        let x = (x + self.attn.forward(&self.ln1.forward(x)?, cache)?)?;
+        &x + self.mlp.forward(&self.ln2.forward(&x)?)?
+    }
+}
+
+pub struct Transformer {
+    tokens: Embedding,
+    positions: Embedding,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    cfg: Config,
+}
+
+impl Transformer {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let blocks = (0..cfg.n_layers)
+            .map(|i| Block::new(cfg, vb.pp(format!("blocks.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            tokens: small_embedding(cfg.vocab_size, cfg.d_model, vb.pp("tokens"))?,
+            positions: small_embedding(cfg.max_seq_len, cfg.d_model, vb.pp("positions"))?,
+            blocks,
+            ln_f: LayerNorm::new(cfg.d_model, vb.pp("ln_f"))?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Logits for every position of `ids` (batch, time) → (batch, time, vocab), no cache.
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let h = self.hidden(ids, 0, None)?;
+        self.head(&h)
+    }
+
+    /// Feeds `ids` (batch, time) after what `cache` holds; logits of the last position (batch, vocab).
+    pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        if cache.layers.len() != self.blocks.len() {
+            cache.layers = vec![None; self.blocks.len()];
+        }
+        let offset = cache.len();
+        let h = self.hidden(ids, offset, Some(cache))?;
+        let t = h.dim(1)?;
+        self.head(&h.narrow(1, t - 1, 1)?)?.squeeze(1)
+    }
+
+    fn hidden(
+        &self,
+        ids: &Tensor,
+        offset: usize,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (_, t) = ids.dims2()?;
+        if offset + t > self.cfg.max_seq_len {
+            candle_core::bail!(
+                "context {} exceeds the model's {} positions",
+                offset + t,
+                self.cfg.max_seq_len
+            );
+        }
+        let pos = Tensor::arange(offset as u32, (offset + t) as u32, ids.device())?;
+        let mut x = self
+            .tokens
+            .forward(ids)?
+            .broadcast_add(&self.positions.forward(&pos)?)?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            x = block.forward(&x, slot)?;
+        }
+        self.ln_f.forward(&x)
+    }
+
+    fn head(&self, h: &Tensor) -> Result<Tensor> {
+        let (b, t, d) = h.dims3()?;
+        let logits = h
+            .reshape((b * t, d))?
+            .matmul(&self.tokens.embeddings().t()?)?;
+        logits.reshape((b, t, self.cfg.vocab_size))
+    }
+}
+
+/// An embedding initialised small (σ = 0.02, as GPT-2): the output head is tied to it, and
+/// candle's default σ = 1 would start training from huge logits.
+fn small_embedding(n: usize, d: usize, vb: VarBuilder) -> Result<Embedding> {
+    let init = candle_nn::Init::Randn {
+        mean: 0.0,
+        stdev: 0.02,
+    };
+    Ok(Embedding::new(
+        vb.get_with_hints((n, d), "weight", init)?,
+        d,
+    ))
+}
+
+/// Parameter count of a configuration (what `VarMap` would hold).
+pub fn parameter_count(cfg: &Config) -> usize {
+    let d = cfg.d_model;
+    let block = 2 * 2 * d
+        + (d * 3 * d + 3 * d)
+        + (d * d + d)
+        + (d * cfg.d_ff + cfg.d_ff)
+        + (cfg.d_ff * d + d);
+    cfg.vocab_size * d + cfg.max_seq_len * d + cfg.n_layers * block + 2 * d
+}

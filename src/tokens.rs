@@ -1,0 +1,532 @@
+//! The event vocabulary: a phrase in beats ⇄ a sequence of token ids.
+//!
+//! REMI-style and beat-relative, so the model never sees the tempo:
+//! `BOS Meter(bar length) Bar Position Pitch Velocity Duration [Pitch Velocity Duration]… Position … Bar … EOS`.
+//! Chords are several notes at one position, pitches rising. Positions sit on a grid of
+//! [`TICKS_PER_BEAT`] per beat, which holds 16ths (3 ticks) and 8th/16th triplets (4, 2 ticks).
+//! The [`Vocab`] owns every token id; nothing else computes ids by hand. The [`Grammar`] is the
+//! state machine of well-formed sequences, used both to check and to mask sampling.
+
+use crate::music::{Note, Phrase};
+use sha2::{Digest, Sha256};
+
+/// Grid resolution in ticks per beat (quarter note).
+pub const TICKS_PER_BEAT: u32 = 12;
+/// Longest bar: 8 beats (16 eighths).
+pub const MAX_BAR_EIGHTHS: u32 = 16;
+/// Positions a bar may hold.
+pub const MAX_BAR_TICKS: u32 = MAX_BAR_EIGHTHS * TICKS_PER_BEAT / 2;
+/// Velocity bins and the velocity each bin decodes to.
+pub const VELOCITY_LEVELS: [u8; 8] = [16, 32, 48, 64, 80, 96, 112, 127];
+/// Durations in ticks: exact up to a beat, coarser for long notes.
+pub const DURATION_TICKS: [u32; 27] = [
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 18, 21, 24, 30, 36, 42, 48, 60, 72, 84, 96, 120,
+    144, 192,
+];
+/// Bump when the meaning of any id changes; models record it and are refused on mismatch.
+pub const VOCAB_VERSION: u32 = 1;
+
+/// One event of the vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Token {
+    Pad,
+    Bos,
+    Eos,
+    Bar,
+    /// Bar length in eighth notes, 1..=16.
+    Meter(u8),
+    /// Onset within the bar, in grid ticks.
+    Position(u8),
+    Pitch(u8),
+    /// Index into [`VELOCITY_LEVELS`].
+    Velocity(u8),
+    /// Index into [`DURATION_TICKS`].
+    Duration(u8),
+}
+
+const PAD: u32 = 0;
+const BOS: u32 = 1;
+const EOS: u32 = 2;
+const BAR: u32 = 3;
+const METER0: u32 = 4;
+const POSITION0: u32 = METER0 + MAX_BAR_EIGHTHS;
+const PITCH0: u32 = POSITION0 + MAX_BAR_TICKS;
+const VELOCITY0: u32 = PITCH0 + 128;
+const DURATION0: u32 = VELOCITY0 + VELOCITY_LEVELS.len() as u32;
+const VOCAB_SIZE: u32 = DURATION0 + DURATION_TICKS.len() as u32;
+
+/// The vocabulary: token ⇄ id, its size, version and a hash of its layout.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Vocab;
+
+impl Vocab {
+    pub fn size(&self) -> usize {
+        VOCAB_SIZE as usize
+    }
+
+    pub fn version(&self) -> u32 {
+        VOCAB_VERSION
+    }
+
+    /// SHA-256 of every token's name in id order: changes whenever the layout does.
+    pub fn hash(&self) -> String {
+        let mut h = Sha256::new();
+        for id in 0..VOCAB_SIZE {
+            h.update(format!("{:?};", self.token(id)));
+        }
+        h.finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    pub fn id(&self, t: Token) -> u32 {
+        match t {
+            Token::Pad => PAD,
+            Token::Bos => BOS,
+            Token::Eos => EOS,
+            Token::Bar => BAR,
+            Token::Meter(e) => METER0 + (e as u32 - 1),
+            Token::Position(p) => POSITION0 + p as u32,
+            Token::Pitch(p) => PITCH0 + p as u32,
+            Token::Velocity(v) => VELOCITY0 + v as u32,
+            Token::Duration(d) => DURATION0 + d as u32,
+        }
+    }
+
+    pub fn token(&self, id: u32) -> Option<Token> {
+        Some(match id {
+            PAD => Token::Pad,
+            BOS => Token::Bos,
+            EOS => Token::Eos,
+            BAR => Token::Bar,
+            i if i < POSITION0 => Token::Meter((i - METER0 + 1) as u8),
+            i if i < PITCH0 => Token::Position((i - POSITION0) as u8),
+            i if i < VELOCITY0 => Token::Pitch((i - PITCH0) as u8),
+            i if i < DURATION0 => Token::Velocity((i - VELOCITY0) as u8),
+            i if i < VOCAB_SIZE => Token::Duration((i - DURATION0) as u8),
+            _ => return None,
+        })
+    }
+
+    /// Id range of the pitch tokens (for transposition and pitch masks).
+    pub fn pitch_id(&self, pitch: u8) -> u32 {
+        PITCH0 + pitch as u32
+    }
+
+    /// The pitch a token id stands for, if it is a pitch token.
+    pub fn pitch_of(&self, id: u32) -> Option<u8> {
+        (PITCH0..VELOCITY0)
+            .contains(&id)
+            .then(|| (id - PITCH0) as u8)
+    }
+
+    /// Encodes a phrase, quantized to the grid. With `close`, ends with EOS.
+    pub fn encode(&self, phrase: &Phrase, close: bool) -> Vec<u32> {
+        let eighths = meter_eighths(phrase.beats_per_bar);
+        let bar_ticks = eighths as u32 * TICKS_PER_BEAT / 2;
+        let mut ids = vec![BOS, self.id(Token::Meter(eighths))];
+        let grid = quantize_to_grid(&phrase.notes);
+        let mut bar = 0u32;
+        ids.push(BAR);
+        let mut position: Option<u32> = None;
+        for g in &grid {
+            let note_bar = g.start_tick / bar_ticks;
+            while bar < note_bar {
+                ids.push(BAR);
+                bar += 1;
+                position = None;
+            }
+            let pos = g.start_tick % bar_ticks;
+            if position != Some(pos) {
+                ids.push(self.id(Token::Position(pos as u8)));
+                position = Some(pos);
+            }
+            ids.push(self.id(Token::Pitch(g.pitch)));
+            ids.push(self.id(Token::Velocity(g.velocity_bin)));
+            ids.push(self.id(Token::Duration(g.duration_index)));
+        }
+        if close {
+            ids.push(EOS);
+        }
+        ids
+    }
+
+    /// Decodes ids into a phrase; tokens that break the grammar are skipped, so any id
+    /// sequence decodes to something playable.
+    pub fn decode(&self, ids: &[u32]) -> Phrase {
+        let mut decoder = Decoder::new();
+        let notes = ids.iter().filter_map(|&id| decoder.push(id)).collect();
+        Phrase::new(
+            notes,
+            decoder.grammar().bar_ticks() as f64 / TICKS_PER_BEAT as f64,
+        )
+    }
+}
+
+/// Turns ids into notes one at a time, as a model produces them.
+#[derive(Debug, Clone, Default)]
+pub struct Decoder {
+    grammar: Grammar,
+    pitch: Option<u8>,
+    velocity: Option<u8>,
+}
+
+impl Decoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn grammar(&self) -> &Grammar {
+        &self.grammar
+    }
+
+    /// Feeds one id; returns the note it completes, if any. Ids the grammar refuses are ignored.
+    pub fn push(&mut self, id: u32) -> Option<Note> {
+        if !self.grammar.allows(id) {
+            return None;
+        }
+        self.grammar.advance(id);
+        match Vocab.token(id)? {
+            Token::Pitch(p) => {
+                self.pitch = Some(p);
+                self.velocity = None;
+                None
+            }
+            Token::Velocity(v) => {
+                self.velocity = Some(v);
+                None
+            }
+            Token::Duration(d) => {
+                let (pitch, v) = (self.pitch?, self.velocity?);
+                let g = &self.grammar;
+                let start = g.bar_index() as u64 * g.bar_ticks() as u64 + g.position() as u64;
+                Some(Note {
+                    start: start as f64 / TICKS_PER_BEAT as f64,
+                    duration: DURATION_TICKS[d as usize] as f64 / TICKS_PER_BEAT as f64,
+                    pitch,
+                    velocity: VELOCITY_LEVELS[v as usize],
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Bar length in eighths, clamped to what the vocabulary holds.
+pub fn meter_eighths(beats_per_bar: f64) -> u8 {
+    (beats_per_bar * 2.0)
+        .round()
+        .clamp(1.0, MAX_BAR_EIGHTHS as f64) as u8
+}
+
+struct GridNote {
+    start_tick: u32,
+    pitch: u8,
+    velocity_bin: u8,
+    duration_index: u8,
+}
+
+fn velocity_bin(v: u8) -> u8 {
+    let mut best = 0;
+    for (i, &level) in VELOCITY_LEVELS.iter().enumerate() {
+        if (level as i32 - v as i32).abs() < (VELOCITY_LEVELS[best] as i32 - v as i32).abs() {
+            best = i;
+        }
+    }
+    best as u8
+}
+
+fn duration_index(ticks: f64) -> u8 {
+    let mut best = 0;
+    for (i, &d) in DURATION_TICKS.iter().enumerate() {
+        if (d as f64 - ticks).abs() < (DURATION_TICKS[best] as f64 - ticks).abs() {
+            best = i;
+        }
+    }
+    best as u8
+}
+
+fn quantize_to_grid(notes: &[Note]) -> Vec<GridNote> {
+    let tpb = TICKS_PER_BEAT as f64;
+    let mut grid: Vec<GridNote> = notes
+        .iter()
+        .map(|n| GridNote {
+            start_tick: (n.start * tpb).round().max(0.0) as u32,
+            pitch: n.pitch.min(127),
+            velocity_bin: velocity_bin(n.velocity),
+            duration_index: duration_index(n.duration * tpb),
+        })
+        .collect();
+    grid.sort_by_key(|g| (g.start_tick, g.pitch, std::cmp::Reverse(g.duration_index)));
+    // One note per pitch and onset: the longest survives.
+    grid.dedup_by_key(|g| (g.start_tick, g.pitch));
+    grid
+}
+
+/// A phrase as the vocabulary can hold it: what `decode(encode(p))` returns.
+pub fn quantize(phrase: &Phrase) -> Phrase {
+    let tpb = TICKS_PER_BEAT as f64;
+    let notes = quantize_to_grid(&phrase.notes)
+        .into_iter()
+        .map(|g| Note {
+            start: g.start_tick as f64 / tpb,
+            duration: DURATION_TICKS[g.duration_index as usize] as f64 / tpb,
+            pitch: g.pitch,
+            velocity: VELOCITY_LEVELS[g.velocity_bin as usize],
+        })
+        .collect();
+    let eighths = meter_eighths(phrase.beats_per_bar);
+    Phrase::new(notes, eighths as f64 / 2.0)
+}
+
+/// Where a sequence is in the grammar; decides which token ids may come next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Start,
+    AfterBos,
+    /// After Meter: the first bar line.
+    AfterMeter,
+    /// After Bar: a position, another bar or the end.
+    BarOpen,
+    AfterPosition,
+    AfterPitch,
+    AfterVelocity,
+    AfterDuration,
+    Ended,
+}
+
+/// The state machine of well-formed token sequences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grammar {
+    stage: Stage,
+    bar_ticks: u32,
+    /// Bars opened so far minus one (the bar the next note falls in).
+    bars: i64,
+    position: u32,
+    last_pitch: Option<u8>,
+}
+
+impl Default for Grammar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Grammar {
+    pub fn new() -> Self {
+        Self {
+            stage: Stage::Start,
+            bar_ticks: 4 * TICKS_PER_BEAT,
+            bars: -1,
+            position: 0,
+            last_pitch: None,
+        }
+    }
+
+    /// Index of the current bar (0 for the first).
+    pub fn bar_index(&self) -> u32 {
+        self.bars.max(0) as u32
+    }
+
+    /// Bars opened so far.
+    pub fn bars_opened(&self) -> u32 {
+        (self.bars + 1).max(0) as u32
+    }
+
+    pub fn bar_ticks(&self) -> u32 {
+        self.bar_ticks
+    }
+
+    pub fn position(&self) -> u32 {
+        self.position
+    }
+
+    pub fn ended(&self) -> bool {
+        self.stage == Stage::Ended
+    }
+
+    /// Whether a pitch token may come next at all (the sampler's pitch masks apply then).
+    pub fn expects_pitch(&self) -> bool {
+        matches!(self.stage, Stage::AfterPosition | Stage::AfterDuration)
+    }
+
+    pub fn allows(&self, id: u32) -> bool {
+        match self.stage {
+            Stage::Start => id == BOS,
+            Stage::AfterBos => (METER0..POSITION0).contains(&id),
+            Stage::AfterMeter => id == BAR,
+            Stage::BarOpen => {
+                id == BAR || id == EOS || (POSITION0..POSITION0 + self.bar_ticks).contains(&id)
+            }
+            Stage::AfterPosition => (PITCH0..VELOCITY0).contains(&id),
+            Stage::AfterPitch => (VELOCITY0..DURATION0).contains(&id),
+            Stage::AfterVelocity => (DURATION0..VOCAB_SIZE).contains(&id),
+            Stage::AfterDuration => {
+                id == BAR
+                    || id == EOS
+                    || (POSITION0 + self.position + 1..POSITION0 + self.bar_ticks).contains(&id)
+                    || (PITCH0 + self.last_pitch.map_or(0, |p| p as u32 + 1)..VELOCITY0)
+                        .contains(&id)
+            }
+            Stage::Ended => id == EOS || id == PAD,
+        }
+    }
+
+    /// Sets `mask[id]` to whether `id` may come next.
+    pub fn fill_mask(&self, mask: &mut [bool]) {
+        for (id, m) in mask.iter_mut().enumerate() {
+            *m = self.allows(id as u32);
+        }
+    }
+
+    /// Moves past `id`, which must be allowed.
+    pub fn advance(&mut self, id: u32) {
+        debug_assert!(self.allows(id), "token {id} not allowed in {self:?}");
+        match id {
+            BOS => self.stage = Stage::AfterBos,
+            EOS | PAD => self.stage = Stage::Ended,
+            BAR => {
+                self.bars += 1;
+                self.stage = Stage::BarOpen;
+                self.position = 0;
+                self.last_pitch = None;
+            }
+            i if i < POSITION0 => {
+                self.bar_ticks = (i - METER0 + 1) * TICKS_PER_BEAT / 2;
+                self.stage = Stage::AfterMeter;
+            }
+            i if i < PITCH0 => {
+                self.position = i - POSITION0;
+                self.last_pitch = None;
+                self.stage = Stage::AfterPosition;
+            }
+            i if i < VELOCITY0 => {
+                self.last_pitch = Some((i - PITCH0) as u8);
+                self.stage = Stage::AfterPitch;
+            }
+            i if i < DURATION0 => self.stage = Stage::AfterVelocity,
+            _ => self.stage = Stage::AfterDuration,
+        }
+    }
+
+    /// Whether a whole sequence is well formed.
+    pub fn accepts(ids: &[u32]) -> bool {
+        let mut g = Grammar::new();
+        for &id in ids {
+            if !g.allows(id) {
+                return false;
+            }
+            g.advance(id);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(start: f64, duration: f64, pitch: u8, velocity: u8) -> Note {
+        Note {
+            start,
+            duration,
+            pitch,
+            velocity,
+        }
+    }
+
+    #[test]
+    fn ids_and_tokens_are_inverse() {
+        let v = Vocab;
+        for id in 0..v.size() as u32 {
+            assert_eq!(v.id(v.token(id).unwrap()), id);
+        }
+        assert!(v.token(v.size() as u32).is_none());
+    }
+
+    #[test]
+    fn a_chord_is_one_position_with_rising_pitches() {
+        let v = Vocab;
+        let p = Phrase::new(
+            vec![
+                note(0.0, 1.0, 67, 80),
+                note(0.0, 1.0, 60, 80),
+                note(0.0, 1.0, 64, 80),
+            ],
+            4.0,
+        );
+        let toks: Vec<Token> = v
+            .encode(&p, true)
+            .iter()
+            .map(|&i| v.token(i).unwrap())
+            .collect();
+        assert_eq!(
+            toks,
+            vec![
+                Token::Bos,
+                Token::Meter(8),
+                Token::Bar,
+                Token::Position(0),
+                Token::Pitch(60),
+                Token::Velocity(4),
+                Token::Duration(11),
+                Token::Pitch(64),
+                Token::Velocity(4),
+                Token::Duration(11),
+                Token::Pitch(67),
+                Token::Velocity(4),
+                Token::Duration(11),
+                Token::Eos
+            ]
+        );
+    }
+
+    #[test]
+    fn waltz_bars_and_triplets_survive_the_round_trip() {
+        let v = Vocab;
+        let p = Phrase::new(
+            vec![
+                note(0.0, 1.0 / 3.0, 60, 70),
+                note(1.0 / 3.0, 1.0 / 3.0, 62, 70),
+                note(2.0 / 3.0, 1.0 / 3.0, 64, 70),
+                note(3.0, 3.0, 65, 100),
+                note(9.75, 0.25, 72, 50),
+            ],
+            3.0,
+        );
+        let ids = v.encode(&p, true);
+        assert!(Grammar::accepts(&ids));
+        let back = v.decode(&ids);
+        assert_eq!(back, quantize(&p));
+        assert_eq!(back.beats_per_bar, 3.0);
+        assert_eq!(back.notes[4].start, 9.75);
+    }
+
+    #[test]
+    fn grammar_refuses_a_duration_before_a_pitch() {
+        let v = Vocab;
+        let ids = [
+            BOS,
+            v.id(Token::Meter(8)),
+            BAR,
+            v.id(Token::Position(0)),
+            v.id(Token::Duration(3)),
+        ];
+        assert!(!Grammar::accepts(&ids));
+    }
+
+    #[test]
+    fn grammar_refuses_positions_past_the_bar_end() {
+        let v = Vocab;
+        let ids = [BOS, v.id(Token::Meter(6)), BAR, v.id(Token::Position(36))];
+        assert!(!Grammar::accepts(&ids));
+    }
+
+    #[test]
+    fn hash_is_stable_within_a_version() {
+        assert_eq!(Vocab.hash(), Vocab.hash());
+        assert_eq!(Vocab.hash().len(), 16);
+    }
+}

@@ -1,0 +1,192 @@
+//! Held-out evaluation: negative log-likelihood, and musical statistics of continuations
+//! compared with the real ones.
+
+use super::Piece;
+use crate::model::{generate, GenerateOptions, Model};
+use crate::music::{detect_key, metrics, Phrase};
+use candle_core::{Device, Result, Tensor, D};
+use serde::Serialize;
+
+/// Cuts a packed token stream into windows of `len + 1` tokens overlapping by one, so each
+/// token after the first is predicted exactly once.
+pub fn windows(stream: &[u32], len: usize, max_windows: usize) -> Vec<Vec<u32>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start + 1 < stream.len() && out.len() < max_windows {
+        let end = (start + len + 1).min(stream.len());
+        out.push(stream[start..end].to_vec());
+        start += len;
+    }
+    out
+}
+
+/// Sum of negative log-likelihoods (nats) and number of predicted tokens over `windows`.
+pub fn nll(
+    model: &Model,
+    device: &Device,
+    windows: &[Vec<u32>],
+    batch: usize,
+) -> Result<(f64, usize)> {
+    let mut total = 0f64;
+    let mut count = 0usize;
+    let mut i = 0;
+    while i < windows.len() {
+        let len = windows[i].len();
+        // Only equal-length windows share a batch (the last one is usually shorter).
+        let group: Vec<&Vec<u32>> = windows[i..]
+            .iter()
+            .take(batch)
+            .take_while(|w| w.len() == len)
+            .collect();
+        i += group.len();
+        if len < 2 {
+            continue;
+        }
+        let flat: Vec<u32> = group.iter().flat_map(|w| w.iter().copied()).collect();
+        let ids = Tensor::from_vec(flat, (group.len(), len), device)?;
+        let input = ids.narrow(1, 0, len - 1)?;
+        let target = ids.narrow(1, 1, len - 1)?.flatten_all()?;
+        let logits = model.forward(&input)?;
+        let v = logits.dim(D::Minus1)?;
+        let logits = logits.reshape(((len - 1) * group.len(), v))?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &target)?.to_scalar::<f32>()? as f64;
+        let n = (len - 1) * group.len();
+        total += loss * n as f64;
+        count += n;
+    }
+    Ok((total, count))
+}
+
+/// Musical statistics of a set of continuations, averaged over primers.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MusicStats {
+    pub key_agreement: f64,
+    pub pitch_in_scale: f64,
+    pub pitch_class_entropy: f64,
+    pub notes_per_beat: f64,
+    pub polyphony: f64,
+    pub empty_beat_rate: f64,
+}
+
+#[derive(Default)]
+struct Accumulator {
+    key: Vec<f64>,
+    scale: Vec<f64>,
+    entropy: Vec<f64>,
+    density: Vec<f64>,
+    poly: Vec<f64>,
+    empty: Vec<f64>,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+impl Accumulator {
+    fn add(&mut self, primer: &Phrase, continuation: &Phrase, beats: f64) {
+        let notes = &continuation.notes;
+        let agree = metrics::key_agreement(&primer.notes, notes).unwrap_or(false);
+        self.key.push(if agree { 1.0 } else { 0.0 });
+        if let Some(k) = detect_key(&primer.notes) {
+            if let Some(s) = metrics::pitch_in_scale(k, notes) {
+                self.scale.push(s);
+            }
+        }
+        if let Some(e) = metrics::pitch_class_entropy(notes) {
+            self.entropy.push(e);
+        }
+        self.density.push(metrics::notes_per_beat(notes, beats));
+        if let Some(p) = metrics::polyphony(notes) {
+            self.poly.push(p);
+        }
+        self.empty.push(metrics::empty_beat_rate(notes, beats));
+    }
+
+    fn stats(&self) -> MusicStats {
+        MusicStats {
+            key_agreement: mean(&self.key),
+            pitch_in_scale: mean(&self.scale),
+            pitch_class_entropy: mean(&self.entropy),
+            notes_per_beat: mean(&self.density),
+            polyphony: mean(&self.poly),
+            empty_beat_rate: mean(&self.empty),
+        }
+    }
+}
+
+/// A primer cut from a held-out piece and what really followed it.
+pub struct PrimerCase {
+    pub primer: Phrase,
+    pub real: Phrase,
+}
+
+/// The first `primer_bars` bars of each piece long enough, with the next `continuation_bars`.
+pub fn primer_cases(
+    pieces: &[Piece],
+    primer_bars: u32,
+    continuation_bars: u32,
+    max: usize,
+) -> Vec<PrimerCase> {
+    let mut cases = Vec::new();
+    for p in pieces {
+        if cases.len() >= max {
+            break;
+        }
+        let q = crate::tokens::quantize(&p.phrase);
+        let bpb = q.beats_per_bar;
+        let split = primer_bars as f64 * bpb;
+        let end = split + continuation_bars as f64 * bpb;
+        let primer = q.slice(0.0, split);
+        let real = q.slice(split, end);
+        // Both sides need notes, and the primer must reach into its last bar.
+        if primer.notes.len() >= 2 && !real.notes.is_empty() && q.end_beat() >= end {
+            cases.push(PrimerCase { primer, real });
+        }
+    }
+    cases
+}
+
+/// Statistics of the model's continuations and of the real ones, over the same primers.
+pub fn continuation_stats(
+    model: &Model,
+    device: &Device,
+    cases: &[PrimerCase],
+    opts: &GenerateOptions,
+) -> Result<(MusicStats, MusicStats)> {
+    let mut generated = Accumulator::default();
+    let mut real = Accumulator::default();
+    for (i, case) in cases.iter().enumerate() {
+        let bpb = case.real.beats_per_bar;
+        let beats = opts.bars as f64 * bpb;
+        let o = GenerateOptions {
+            seed: opts.seed.wrapping_add(i as u64),
+            variations: 1,
+            ..opts.clone()
+        };
+        let g = generate(model, device, &case.primer, &o)?;
+        generated.add(&case.primer, &g.variations[0], beats);
+        real.add(&case.primer, &case.real, beats);
+    }
+    Ok((generated.stats(), real.stats()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_overlap_by_one_token() {
+        let s: Vec<u32> = (0..10).collect();
+        let w = windows(&s, 4, 100);
+        assert_eq!(
+            w,
+            vec![vec![0, 1, 2, 3, 4], vec![4, 5, 6, 7, 8], vec![8, 9]]
+        );
+        let predicted: usize = w.iter().map(|w| w.len() - 1).sum();
+        assert_eq!(predicted, 9);
+    }
+}

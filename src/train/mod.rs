@@ -1,0 +1,9 @@
+//! Training and evaluation on a folder of MIDI files.
+
+pub mod dataset;
+pub mod eval;
+pub mod optim;
+pub mod trainer;
+
+pub use dataset::{load_corpus, Corpus, Piece, Skipped};
+pub use trainer::{train, TrainOptions, TrainReport};

@@ -1,0 +1,157 @@
+//! The `continuo` command: plain errors with non-zero exits, and a generate run end to end.
+
+mod common;
+
+use std::process::Command;
+
+fn continuo(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_continuo"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn generate_writes_midi_and_a_piano_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("idea.mid");
+    let png = dir.path().join("idea.png");
+    let model = common::tiny_model_dir().display().to_string();
+    let primer = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/primers/a-minor-riff.mid"
+    );
+    let (ok, stdout, stderr) = continuo(&[
+        "generate",
+        "--model",
+        &model,
+        "--primer",
+        primer,
+        "--bars",
+        "2",
+        "--variations",
+        "2",
+        "--seed",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+        "--png",
+        png.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("idea.mid") && stdout.contains("idea-2.mid"),
+        "{stdout}"
+    );
+    let song = continuo::midi_file::read_midi(&out).unwrap();
+    assert!(!song.melodic.notes.is_empty());
+    assert!(dir.path().join("idea-2.mid").is_file());
+    let png_bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&png_bytes[1..4], b"PNG");
+}
+
+#[test]
+fn a_missing_primer_is_named_with_a_non_zero_exit() {
+    let model = common::tiny_model_dir().display().to_string();
+    let (ok, _, stderr) = continuo(&[
+        "generate",
+        "--model",
+        &model,
+        "--primer",
+        "/no/such/primer.mid",
+        "--out",
+        "/tmp/x.mid",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("/no/such/primer.mid"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_missing_model_folder_is_named() {
+    let (ok, _, stderr) = continuo(&[
+        "generate",
+        "--model",
+        "/no/such/model",
+        "--out",
+        "/tmp/x.mid",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("/no/such/model") && stderr.contains("not found"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_flag_values_are_explained() {
+    let (ok, _, stderr) = continuo(&["generate", "--temperature=0", "--out", "/tmp/x.mid"]);
+    assert!(!ok);
+    assert!(stderr.contains("above 0"), "{stderr}");
+    let (ok, _, stderr) = continuo(&[
+        "generate",
+        "--key",
+        "H minor",
+        "--out",
+        "/tmp/x.mid",
+        "--model",
+        &common::tiny_model_dir().display().to_string(),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("H minor"), "{stderr}");
+    let (ok, _, stderr) = continuo(&[
+        "train",
+        "--data",
+        "/no/such/folder",
+        "--out",
+        "/tmp/m",
+        "--steps",
+        "1",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("/no/such/folder"), "{stderr}");
+}
+
+#[test]
+fn eval_prints_the_required_json_fields() {
+    let model = common::tiny_model_dir().display().to_string();
+    let data = common::fixtures().display().to_string();
+    let (ok, stdout, stderr) = continuo(&[
+        "eval",
+        "--model",
+        &model,
+        "--data",
+        &data,
+        "--json",
+        "--primers",
+        "4",
+        "--bars",
+        "2",
+    ]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    for k in [
+        "nll_per_token",
+        "nll_per_note",
+        "key_agreement",
+        "key_agreement_real",
+        "pitch_in_scale",
+        "pitch_in_scale_real",
+        "empty_beat_rate",
+        "notes_per_beat",
+        "polyphony",
+        "n_files",
+        "n_primers",
+    ] {
+        assert!(
+            v.get(k).is_some_and(|x| x.is_number()),
+            "{k} missing in {v}"
+        );
+    }
+    assert!(v["nll_per_note"].as_f64().unwrap() > v["nll_per_token"].as_f64().unwrap());
+}

@@ -1,0 +1,168 @@
+//! Generation from a trained model: determinism, grammar, refusal of mismatched models.
+
+mod common;
+
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use continuo::midi_file::read_midi;
+use continuo::model::{generate, load_model, GenerateOptions, Model, ModelError};
+use continuo::music::{detect_key, Phrase};
+use continuo::tokens::Grammar;
+use std::path::Path;
+
+fn primer() -> Phrase {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/primers/c-major-triad.mid");
+    read_midi(&p).unwrap().melodic
+}
+
+#[test]
+fn the_same_seed_gives_the_same_notes_and_other_seeds_differ() {
+    let m = load_model(common::tiny_model_dir(), &Device::Cpu).unwrap();
+    let opts = GenerateOptions {
+        bars: 4,
+        seed: 7,
+        temperature: 1.0,
+        ..Default::default()
+    };
+    let a = generate(&m.model, &m.device, &primer(), &opts).unwrap();
+    let b = generate(&m.model, &m.device, &primer(), &opts).unwrap();
+    assert_eq!(a.variations, b.variations);
+    assert!(!a.variations[0].notes.is_empty());
+    let others: Vec<_> = (8..11)
+        .map(|seed| {
+            generate(
+                &m.model,
+                &m.device,
+                &primer(),
+                &GenerateOptions {
+                    seed,
+                    ..opts.clone()
+                },
+            )
+            .unwrap()
+        })
+        .collect();
+    assert!(
+        others.iter().all(|o| o.variations != a.variations),
+        "other seeds gave the same phrase"
+    );
+}
+
+#[test]
+fn variations_in_one_batch_differ_and_stay_within_the_bar_budget() {
+    let m = load_model(common::tiny_model_dir(), &Device::Cpu).unwrap();
+    let opts = GenerateOptions {
+        bars: 2,
+        seed: 3,
+        variations: 3,
+        ..Default::default()
+    };
+    let g = generate(&m.model, &m.device, &primer(), &opts).unwrap();
+    assert_eq!(g.variations.len(), 3);
+    assert_ne!(g.variations[0], g.variations[1]);
+    assert_eq!(
+        g.start_beat, 4.0,
+        "the continuation starts on the bar after the one-bar primer"
+    );
+    for v in &g.variations {
+        assert!(
+            v.notes.iter().all(|n| n.start >= 0.0 && n.start < 8.0),
+            "{v:?}"
+        );
+    }
+}
+
+#[test]
+fn key_and_range_masks_are_obeyed() {
+    let m = load_model(common::tiny_model_dir(), &Device::Cpu).unwrap();
+    let c_major = detect_key(&primer().notes).unwrap();
+    let opts = GenerateOptions {
+        bars: 4,
+        seed: 11,
+        key: Some(c_major),
+        pitch_range: (55, 79),
+        temperature: 1.3,
+        ..Default::default()
+    };
+    let g = generate(&m.model, &m.device, &primer(), &opts).unwrap();
+    let notes = &g.variations[0].notes;
+    assert!(!notes.is_empty());
+    for n in notes {
+        assert!(
+            c_major.contains(n.pitch),
+            "{} is outside {}",
+            n.pitch,
+            c_major.name()
+        );
+        assert!((55..=79).contains(&n.pitch));
+    }
+}
+
+#[test]
+fn ten_thousand_tokens_from_a_random_model_are_all_well_formed() {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = Model::new(&common::tiny_transformer(), vb).unwrap();
+    let mut total = 0;
+    let mut seed = 0;
+    while total < 10_000 {
+        let opts = GenerateOptions {
+            bars: 16,
+            seed,
+            variations: 4,
+            temperature: 1.5,
+            top_p: 1.0,
+            ..Default::default()
+        };
+        let g = generate(&model, &Device::Cpu, &primer(), &opts).unwrap();
+        for ids in &g.ids {
+            let mut all = g.prompt.clone();
+            all.extend(ids);
+            assert!(Grammar::accepts(&all), "seed {seed}: malformed sequence");
+            total += ids.len();
+        }
+        seed += 1;
+    }
+}
+
+#[test]
+fn a_model_with_another_vocabulary_is_refused_naming_its_config() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(common::tiny_model_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    let path = dir.path().join("config.json");
+    let mut card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    card["vocab"]["hash"] = "0000000000000000".into();
+    std::fs::write(&path, card.to_string()).unwrap();
+    match load_model(dir.path(), &Device::Cpu) {
+        Err(e @ ModelError::VocabMismatch { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("config.json") && msg.contains("retrain"),
+                "{msg}"
+            );
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a mismatched vocabulary was accepted"),
+    }
+}
+
+#[test]
+fn a_missing_weights_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::tiny_model_dir().join("config.json"),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
+    let err = load_model(dir.path(), &Device::Cpu)
+        .err()
+        .expect("loaded without weights")
+        .to_string();
+    assert!(
+        err.contains("weights file not found") && err.contains("model.safetensors"),
+        "{err}"
+    );
+}

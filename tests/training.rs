@@ -1,0 +1,131 @@
+//! Training on a folder: bad files are skipped by name, loss goes down, resume continues.
+
+mod common;
+
+use candle_core::Device;
+use continuo::train::{load_corpus, train};
+
+#[test]
+fn a_corrupt_and_an_empty_file_are_skipped_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in common::fixture_files() {
+        std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let nested = dir.path().join("more/deeper");
+    std::fs::create_dir_all(&nested).unwrap();
+    std::fs::write(
+        nested.join("corrupt.mid"),
+        b"MThd\x00\x00\x00\x06garbage that is not midi",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("empty.mid"), b"").unwrap();
+    std::fs::write(
+        dir.path().join("notes.txt"),
+        b"not a midi file, not even looked at",
+    )
+    .unwrap();
+
+    let corpus = load_corpus(dir.path()).unwrap();
+    let skipped: Vec<String> = corpus
+        .skipped
+        .iter()
+        .map(|s| s.path.display().to_string())
+        .collect();
+    assert!(
+        skipped
+            .iter()
+            .any(|p| p.ends_with("more/deeper/corrupt.mid")),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped.iter().any(|p| p.ends_with("empty.mid")),
+        "{skipped:?}"
+    );
+    assert!(!skipped.iter().any(|p| p.ends_with("notes.txt")));
+    let usable = corpus.train.len() + corpus.validation.len();
+    assert_eq!(
+        usable + corpus.skipped.len(),
+        common::fixture_files().len() + 2
+    );
+    assert!(
+        usable >= common::fixture_files().len() - 1,
+        "only drum-only files may be skipped"
+    );
+}
+
+#[test]
+fn a_folder_with_no_usable_files_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.mid"), b"nope").unwrap();
+    let err = load_corpus(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("no usable .mid files"), "{err}");
+}
+
+#[test]
+fn the_split_is_by_file_and_the_same_every_time() {
+    let a = load_corpus(&common::fixtures()).unwrap();
+    let b = load_corpus(&common::fixtures()).unwrap();
+    let names = |c: &continuo::train::Corpus| {
+        c.validation
+            .iter()
+            .map(|p| p.path.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&a), names(&b));
+    assert!(!a.validation.is_empty());
+    for v in &a.validation {
+        assert!(a.train.iter().all(|t| t.path != v.path));
+    }
+}
+
+#[test]
+fn a_tiny_transformer_lowers_validation_loss_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = common::train_options(&dir.path().join("m"), common::tiny_transformer(), 60);
+    let r = train(&opts, &Device::Cpu).unwrap();
+    assert!(
+        r.final_val_loss < r.initial_val_loss - 1.5,
+        "validation loss {} -> {}",
+        r.initial_val_loss,
+        r.final_val_loss
+    );
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "loss.png",
+        "checkpoint/state.json",
+    ] {
+        assert!(dir.path().join("m").join(f).is_file(), "{f} missing");
+    }
+}
+
+#[test]
+fn a_tiny_lstm_lowers_validation_loss_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = common::train_options(&dir.path().join("l"), common::tiny_lstm(), 25);
+    let r = train(&opts, &Device::Cpu).unwrap();
+    assert!(
+        r.final_val_loss < r.initial_val_loss - 0.5,
+        "{} -> {}",
+        r.initial_val_loss,
+        r.final_val_loss
+    );
+}
+
+#[test]
+fn resume_continues_from_the_checkpoint_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let first = train(
+        &common::train_options(&out, common::tiny_transformer(), 10),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(first.steps, 10);
+    let mut again = common::train_options(&out, common::tiny_transformer(), 20);
+    again.resume = true;
+    let second = train(&again, &Device::Cpu).unwrap();
+    assert_eq!(second.steps, 20);
+    assert_eq!(second.initial_val_loss, first.initial_val_loss);
+    assert!(second.final_val_loss < first.final_val_loss);
+}
