@@ -271,8 +271,14 @@ fn channel_number(c: Channel) -> u8 {
 
 impl ClapPlugin for Continuo {
     const CLAP_ID: &'static str = "org.continuo.continuo";
-    const CLAP_DESCRIPTION: Option<&'static str> =
-        Some("Answers what you play with a continuation from a small neural network");
+    // The test host checks that the bundle under test aborts on audio-thread allocation.
+    const CLAP_DESCRIPTION: Option<&'static str> = Some(
+        if cfg!(all(feature = "assert_process_allocs", debug_assertions)) {
+            "Answers what you play with a continuation from a small neural network (allocation checks on)"
+        } else {
+            "Answers what you play with a continuation from a small neural network"
+        },
+    );
     const CLAP_MANUAL_URL: Option<&'static str> = None;
     const CLAP_SUPPORT_URL: Option<&'static str> = None;
     const CLAP_FEATURES: &'static [ClapFeature] = &[ClapFeature::NoteEffect, ClapFeature::Utility];

@@ -33,6 +33,13 @@ impl BlockTime {
         self.start_beat + self.samples as f64 * self.beats_per_sample
     }
 
+    /// The beats whose nearest sample lies in this block: `[start, end)` shifted back by half
+    /// a sample, so that an event on a block boundary is emitted exactly once, on its sample.
+    pub fn window(&self) -> (f64, f64) {
+        let half = 0.5 * self.beats_per_sample;
+        (self.start_beat - half, self.end_beat() - half)
+    }
+
     /// Sample offset inside this block of a beat in `[start_beat, end_beat)`.
     pub fn offset_of(&self, beat: f64) -> u32 {
         let offset = ((beat - self.start_beat) / self.beats_per_sample).round();

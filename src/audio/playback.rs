@@ -211,7 +211,7 @@ impl Playback {
     /// Emits this block's note-offs and note-ons on `channel`; with `looping` the phrase repeats
     /// every `length_beats`.
     pub fn render(&mut self, bt: &BlockTime, channel: u8, looping: bool, out: &mut BlockEvents) {
-        let (b0, b1) = (bt.start_beat, bt.end_beat());
+        let (b0, b1) = bt.window();
         // Offs first: notes whose end falls in this block.
         for (pitch, s) in self.sounding.iter_mut().enumerate() {
             if let Some(snd) = *s {
@@ -372,16 +372,18 @@ mod tests {
         let mut all = Vec::new();
         let mut out = BlockEvents::new();
         let sr = 48_000.0;
-        let mut pos = from;
-        while pos < to {
+        // Positions come from a sample counter, as a host computes them.
+        let mut sample = (from * sr / 2.0).round() as u64;
+        let end = (to * sr / 2.0).round() as u64;
+        while sample < end {
+            let pos = sample as f64 * 2.0 / sr;
             let bt = clock.advance(&host(pos), block, sr);
             out.clear();
             p.render(&bt, 0, looping, &mut out);
-            let base = (pos * sr / 2.0).round() as u64;
             for e in out.sorted() {
-                all.push((base + e.offset as u64, *e));
+                all.push((sample + e.offset as u64, *e));
             }
-            pos = bt.end_beat();
+            sample += block as u64;
         }
         all
     }
@@ -411,8 +413,24 @@ mod tests {
         p.begin(1, 0.0, 4.0, 0, &mut ev);
         p.receive(&phrase());
         let events = run(&mut p, &mut clock, 0.0, 12.0, 512, true);
-        assert_eq!(events.iter().filter(|e| e.1.on).count(), 6);
-        assert_eq!(events.iter().filter(|e| !e.1.on).count(), 6);
+        // Three cycles of 4 beats = 288 000 samples; the last block runs a little past them.
+        let three_cycles: Vec<_> = events.iter().filter(|e| e.0 < 288_000).collect();
+        assert_eq!(
+            three_cycles.iter().filter(|e| e.1.on).count(),
+            6,
+            "{events:?}"
+        );
+        assert_eq!(
+            three_cycles.iter().filter(|e| !e.1.on).count(),
+            6,
+            "{events:?}"
+        );
+        let ons: Vec<u64> = three_cycles
+            .iter()
+            .filter(|e| e.1.on)
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(ons, vec![0, 24_000, 96_000, 120_000, 192_000, 216_000]);
     }
 
     #[test]

@@ -125,6 +125,9 @@ struct GenerateArgs {
     /// Write the primer before the continuation in the output file.
     #[arg(long)]
     with_primer: bool,
+    /// Start the continuation with a note on its first downbeat (as the plugin does).
+    #[arg(long)]
+    on_downbeat: bool,
     /// Tempo written into the output file (the notes are in beats either way).
     #[arg(long, default_value_t = 120.0)]
     tempo: f64,
@@ -311,6 +314,7 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
         pitch_range: (a.low, a.high),
         key,
         beats_per_bar: primer.beats_per_bar,
+        start_on_downbeat: a.on_downbeat,
     };
     let g = generate(&loaded.model, &device, &primer, &opts)?;
     for (i, phrase) in g.variations.iter().enumerate() {
