@@ -3,6 +3,7 @@
 //! by both the `continuo` command and the plugin.
 
 pub mod device;
+pub mod editor;
 pub mod midi_file;
 pub mod model;
 pub mod music;
@@ -11,6 +12,7 @@ pub mod tokens;
 pub mod train;
 
 pub mod audio;
+pub mod bench;
 pub mod params;
 pub mod plugin;
 pub mod shared;

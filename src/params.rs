@@ -79,6 +79,8 @@ pub struct ContinuoParams {
 
     #[persist = "session"]
     pub session: Arc<Mutex<SessionState>>,
+    /// Window size; not persisted (nice-plug-egui's state type is not serializable).
+    pub editor_state: Arc<nice_plug_egui::EguiEditorState>,
 }
 
 impl Default for ContinuoParams {
@@ -130,6 +132,7 @@ impl Default for ContinuoParams {
                 .with_string_to_value(formatters::s2v_i32_key_formatter()),
             seed: IntParam::new("Variation seed", 1, IntRange::Linear { min: 0, max: 9999 }),
             session: Arc::new(Mutex::new(SessionState::default())),
+            editor_state: crate::editor::default_state(),
         }
     }
 }

@@ -5,9 +5,11 @@ use crate::audio::clock::TransportInfo;
 use crate::audio::engine::{Engine, EngineSettings, InputNote};
 use crate::params::{ContinuoParams, Quantize};
 use crate::shared::Shared;
-use crate::worker::{AudioEnds, ModelSource, Worker};
+use crate::worker::{command_channel, AudioEnds, Command, ModelSource, Worker};
+use crossbeam_channel::{Receiver, Sender};
 use nice_plug::midi::{Channel, Key, VoiceID};
 use nice_plug::prelude::*;
+use nice_plug_egui::EguiEditor;
 use std::sync::Arc;
 
 /// Environment variable naming a model folder to load instead of the built-in model.
@@ -15,6 +17,7 @@ pub const MODEL_DIR_ENV: &str = "CONTINUO_MODEL_DIR";
 
 pub struct Continuo {
     params: Arc<ContinuoParams>,
+    commands: (Sender<Command>, Receiver<Command>),
     shared: Arc<Shared>,
     worker: Option<Worker>,
     worker_source: Option<ModelSource>,
@@ -29,6 +32,7 @@ impl Default for Continuo {
         let engine = Engine::new(params.generation_settings());
         Self {
             params,
+            commands: command_channel(),
             shared: Arc::new(Shared::default()),
             worker: None,
             worker_source: None,
@@ -58,7 +62,7 @@ impl Continuo {
         let source = self.model_source();
         if let Some(w) = &self.worker {
             if self.worker_source.as_ref() != Some(&source) {
-                w.send(crate::worker::Command::LoadModel(source.clone()));
+                w.send(Command::LoadModel(source.clone()));
                 self.worker_source = Some(source);
             }
             return;
@@ -86,7 +90,12 @@ impl Continuo {
                 }
             }),
         };
-        let (worker, ends) = Worker::spawn(self.shared.clone(), source.clone(), hooks);
+        let (worker, ends) = Worker::spawn(
+            self.shared.clone(),
+            source.clone(),
+            hooks,
+            self.commands.clone(),
+        );
         self.worker = Some(worker);
         self.worker_source = Some(source);
         self.ends = Some(ends);
@@ -145,10 +154,19 @@ impl Plugin for Continuo {
 
     type SysExMessage = ();
     type BackgroundTask = ();
-    type Editor = ();
+    type Editor = EguiEditor<crate::editor::EditorApp>;
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    fn editor(&mut self, _executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        crate::editor::create(
+            self.params.clone(),
+            self.shared.clone(),
+            self.commands.0.clone(),
+            self.params.editor_state.clone(),
+        )
     }
 
     fn activate(

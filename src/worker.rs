@@ -58,6 +58,11 @@ pub struct AudioEnds {
     pub chunks: Receiver<PhraseChunk>,
 }
 
+/// The editor → worker command channel; made before the worker so the editor can exist first.
+pub fn command_channel() -> (Sender<Command>, Receiver<Command>) {
+    bounded(64)
+}
+
 /// Callbacks the plugin gives the worker, so the session state follows it.
 pub struct Hooks {
     pub on_model_loaded: Box<dyn Fn(&ModelStatus) + Send>,
@@ -72,10 +77,16 @@ pub struct Worker {
 
 impl Worker {
     /// Starts the worker with a model source; returns it and the audio thread's channel ends.
-    pub fn spawn(shared: Arc<Shared>, source: ModelSource, hooks: Hooks) -> (Worker, AudioEnds) {
+    /// `commands` carries the editor's requests (see [`command_channel`]).
+    pub fn spawn(
+        shared: Arc<Shared>,
+        source: ModelSource,
+        hooks: Hooks,
+        commands: (Sender<Command>, Receiver<Command>),
+    ) -> (Worker, AudioEnds) {
         let (req_tx, req_rx) = bounded(REQUEST_CAPACITY);
         let (chunk_tx, chunk_rx) = bounded(CHUNK_QUEUE);
-        let (cmd_tx, cmd_rx) = bounded(64);
+        let (cmd_tx, cmd_rx) = commands;
         let thread = std::thread::Builder::new()
             .name("continuo-worker".into())
             .spawn(move || {
@@ -105,10 +116,6 @@ impl Worker {
     /// Queues a command (from the editor or the plugin's main thread).
     pub fn send(&self, c: Command) {
         let _ = self.commands.try_send(c);
-    }
-
-    pub fn commands(&self) -> Sender<Command> {
-        self.commands.clone()
     }
 }
 

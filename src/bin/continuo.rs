@@ -32,6 +32,32 @@ enum Command {
     Generate(GenerateArgs),
     /// Held-out NLL and musical statistics of a model on a folder of .mid files.
     Eval(EvalArgs),
+    /// Training and decoding speed of a model configuration on this machine.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long, value_enum, default_value = "transformer")]
+    arch: Arch,
+    #[arg(long, default_value_t = 256)]
+    d_model: usize,
+    #[arg(long, default_value_t = 4)]
+    layers: usize,
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    /// Position table size (the cached decoding runs up to context 512).
+    #[arg(long, default_value_t = 512)]
+    ctx: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 256)]
+    seq_len: usize,
+    /// Timed training steps (after one warm-up).
+    #[arg(long, default_value_t = 4)]
+    steps: usize,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -185,6 +211,7 @@ fn main() -> ExitCode {
         Command::Train(a) => run_train(a),
         Command::Generate(a) => run_generate(a),
         Command::Eval(a) => run_eval(a),
+        Command::Bench(a) => run_bench(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -199,33 +226,79 @@ fn command_line() -> String {
     std::env::args().collect::<Vec<_>>().join(" ")
 }
 
-fn run_train(a: TrainArgs) -> Result<()> {
+fn architecture(
+    arch: Arch,
+    d_model: usize,
+    layers: usize,
+    heads: usize,
+    ff: Option<usize>,
+    ctx: usize,
+) -> Result<Architecture> {
     let vocab_size = Vocab.size();
-    let architecture = match a.arch {
+    Ok(match arch {
         Arch::Transformer => {
-            if a.d_model % a.heads != 0 {
-                bail!(
-                    "--d-model {} must be divisible by --heads {}",
-                    a.d_model,
-                    a.heads
-                );
+            if d_model % heads != 0 {
+                bail!("--d-model {d_model} must be divisible by --heads {heads}");
             }
             Architecture::Transformer(transformer::Config {
                 vocab_size,
-                d_model: a.d_model,
-                n_layers: a.layers,
-                n_heads: a.heads,
-                d_ff: a.ff.unwrap_or(4 * a.d_model),
-                max_seq_len: a.seq_len as usize,
+                d_model,
+                n_layers: layers,
+                n_heads: heads,
+                d_ff: ff.unwrap_or(4 * d_model),
+                max_seq_len: ctx,
             })
         }
         Arch::Lstm => Architecture::Lstm(lstm::Config {
             vocab_size,
-            d_embed: a.d_model.min(128),
-            hidden: a.d_model,
-            n_layers: a.layers,
+            d_embed: d_model.min(128),
+            hidden: d_model,
+            n_layers: layers,
         }),
-    };
+    })
+}
+
+fn run_bench(a: BenchArgs) -> Result<()> {
+    let arch = architecture(a.arch, a.d_model, a.layers, a.heads, None, a.ctx)?;
+    let device = best_device();
+    eprintln!(
+        "benchmarking a {} ({} parameters) on {}",
+        arch.describe(),
+        arch.parameter_count(),
+        device_name(&device)
+    );
+    let r = continuo::bench::run(&arch, a.batch, a.seq_len, a.steps, &device)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    println!("threads {}", r.threads);
+    println!("training, batch {} × {} tokens: {:.0} tokens/s fused, {:.0} tokens/s plain candle ops ({:.2}×)", r.batch, r.seq_len, r.train_tokens_per_s, r.train_tokens_per_s_plain_ops, r.train_tokens_per_s / r.train_tokens_per_s_plain_ops);
+    println!("batch-1 decoding ms/token     ctx 64   ctx 256   ctx 512");
+    println!(
+        "  with KV cache              {:>7.2} {:>9.2} {:>9.2}",
+        r.infer_ms_per_token_ctx64, r.infer_ms_per_token_ctx256, r.infer_ms_per_token_ctx512
+    );
+    println!(
+        "  without cache              {:>7.2} {:>9.2} {:>9.2}",
+        r.infer_ms_per_token_nocache_ctx64,
+        r.infer_ms_per_token_nocache_ctx256,
+        r.infer_ms_per_token_nocache_ctx512
+    );
+    println!("prefill of 256 tokens: {:.1} ms", r.prefill_ms_256);
+    println!("generation incl. grammar masks and sampling: {:.2} ms/token; trigger → first note {:.1} ms", r.generate_ms_per_token, r.first_note_ms);
+    Ok(())
+}
+
+fn run_train(a: TrainArgs) -> Result<()> {
+    let architecture = architecture(
+        a.arch,
+        a.d_model,
+        a.layers,
+        a.heads,
+        a.ff,
+        a.seq_len as usize,
+    )?;
     let device = best_device();
     eprintln!(
         "training a {} ({} parameters) on {} from {}",

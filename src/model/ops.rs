@@ -1,13 +1,204 @@
-//! The tensor operations the models are built from, in one place so that faster
-//! implementations can replace them without touching the model code.
+//! The tensor operations the models are built from. Each has a fused CPU kernel with its own
+//! backward pass (candle's fused `softmax_last_dim` and `layer_norm` have none, so training
+//! would fall back to long chains of small ops) and the plain candle composition it must match;
+//! `set_fused(false)` selects the compositions (tests and `continuo bench` compare the two).
+//! Off the CPU (CUDA, Metal) the compositions are used.
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D,
+};
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const LAYER_NORM_EPS: f32 = 1e-5;
 
+static FUSED: AtomicBool = AtomicBool::new(true);
+
+/// Chooses fused kernels (default) or plain candle compositions.
+pub fn set_fused(on: bool) {
+    FUSED.store(on, Ordering::Relaxed);
+}
+
+fn fused_on(t: &Tensor) -> bool {
+    FUSED.load(Ordering::Relaxed) && matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32
+}
+
+/// The contiguous f32 data of a CPU tensor argument.
+fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let data = match storage {
+        CpuStorage::F32(v) => v.as_slice(),
+        _ => candle_core::bail!("fused op: expected f32"),
+    };
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("fused op: expected a contiguous tensor"),
+    }
+}
+
+fn vec_of(t: &Tensor) -> Result<Vec<f32>> {
+    t.contiguous()?.flatten_all()?.to_vec1::<f32>()
+}
+
+// ---------------------------------------------------------------- layer norm
+
+struct LayerNormOp;
+
+impl CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "continuo-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w, b) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?);
+        let d = w.len();
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(d)
+            .zip(x.par_chunks(d))
+            .for_each(|(yr, xr)| {
+                let (mean, rstd) = moments(xr);
+                for i in 0..d {
+                    yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (xv, wv, gv) = (vec_of(x)?, vec_of(w)?, vec_of(g)?);
+        let d = wv.len();
+        let mut dx = vec![0f32; xv.len()];
+        // Per-row partial sums of dw and db, reduced afterwards (rows run in parallel).
+        let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
+            .par_chunks_mut(d)
+            .zip(xv.par_chunks(d))
+            .zip(gv.par_chunks(d))
+            .fold(
+                || (vec![0f32; d], vec![0f32; d]),
+                |(mut dw, mut db), ((dxr, xr), gr)| {
+                    let (mean, rstd) = moments(xr);
+                    let (mut sum_gw, mut sum_gw_xhat) = (0f32, 0f32);
+                    for i in 0..d {
+                        let xhat = (xr[i] - mean) * rstd;
+                        let gw = gr[i] * wv[i];
+                        sum_gw += gw;
+                        sum_gw_xhat += gw * xhat;
+                        dw[i] += gr[i] * xhat;
+                        db[i] += gr[i];
+                    }
+                    let (m1, m2) = (sum_gw / d as f32, sum_gw_xhat / d as f32);
+                    for i in 0..d {
+                        let xhat = (xr[i] - mean) * rstd;
+                        dxr[i] = rstd * (gr[i] * wv[i] - m1 - xhat * m2);
+                    }
+                    (dw, db)
+                },
+            )
+            .collect();
+        let mut dw = vec![0f32; d];
+        let mut db = vec![0f32; d];
+        for (pw, pb) in partial {
+            for i in 0..d {
+                dw[i] += pw[i];
+                db[i] += pb[i];
+            }
+        }
+        let dev = x.device();
+        Ok((
+            Some(Tensor::from_vec(dx, x.shape(), dev)?),
+            Some(Tensor::from_vec(dw, d, dev)?),
+            Some(Tensor::from_vec(db, d, dev)?),
+        ))
+    }
+}
+
+fn moments(xr: &[f32]) -> (f32, f32) {
+    let d = xr.len() as f32;
+    let mean = xr.iter().sum::<f32>() / d;
+    let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d;
+    (mean, 1.0 / (var + LAYER_NORM_EPS).sqrt())
+}
+
 /// LayerNorm over the last dimension; differentiable.
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    candle_nn::ops::layer_norm_slow(x, weight, bias, LAYER_NORM_EPS)
+    if fused_on(x) {
+        x.contiguous()?.apply_op3(weight, bias, LayerNormOp)
+    } else {
+        candle_nn::ops::layer_norm_slow(x, weight, bias, LAYER_NORM_EPS)
+    }
+}
+
+// ---------------------------------------------------------------- causal softmax
+
+/// softmax(scale · x + causal mask) over the last dimension of (…, tq, tk) scores, where query
+/// row i sits at absolute position tk − tq + i.
+struct CausalSoftmax {
+    scale: f32,
+    tq: usize,
+    tk: usize,
+}
+
+impl CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "continuo-causal-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(storage, layout)?;
+        let (tq, tk, scale) = (self.tq, self.tk, self.scale);
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(tk)
+            .zip(x.par_chunks(tk))
+            .enumerate()
+            .for_each(|(row, (yr, xr))| {
+                let visible = tk - tq + row % tq + 1;
+                let max = xr[..visible]
+                    .iter()
+                    .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+                    * scale;
+                let mut sum = 0f32;
+                for j in 0..visible {
+                    let e = (xr[j] * scale - max).exp();
+                    yr[j] = e;
+                    sum += e;
+                }
+                let inv = 1.0 / sum;
+                for v in &mut yr[..visible] {
+                    *v *= inv;
+                }
+            });
+        Ok((CpuStorage::F32(y), layout.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let (yv, gv) = (vec_of(y)?, vec_of(g)?);
+        let (tk, scale) = (self.tk, self.scale);
+        let mut dx = vec![0f32; yv.len()];
+        dx.par_chunks_mut(tk)
+            .zip(yv.par_chunks(tk))
+            .zip(gv.par_chunks(tk))
+            .for_each(|((dr, yr), gr)| {
+                let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
+                for j in 0..tk {
+                    dr[j] = scale * yr[j] * (gr[j] - dot);
+                }
+            });
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
+    }
 }
 
 /// Causal scaled dot-product attention. `q`: (b, h, tq, d); `k`, `v`: (b, h, tk, d) with
@@ -16,16 +207,25 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     let (_, _, tq, hd) = q.dims4()?;
     let tk = k.dim(2)?;
     let scale = 1.0 / (hd as f64).sqrt();
-    let mut scores = (q.matmul(&k.t()?)? * scale)?;
-    if tq > 1 {
-        scores = scores.broadcast_add(&causal_mask(tq, tk, q.device())?)?;
-    }
-    let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+    let scores = q.matmul(&k.t()?)?;
+    let probs = if fused_on(q) {
+        scores.contiguous()?.apply_op1(CausalSoftmax {
+            scale: scale as f32,
+            tq,
+            tk,
+        })?
+    } else {
+        let mut s = (scores * scale)?;
+        if tq > 1 {
+            s = s.broadcast_add(&causal_mask(tq, tk, q.device())?)?;
+        }
+        candle_nn::ops::softmax(&s, D::Minus1)?
+    };
     probs.matmul(v)
 }
 
 /// (tq, tk) additive mask: query i sits at absolute position tk − tq + i.
-pub fn causal_mask(tq: usize, tk: usize, device: &candle_core::Device) -> Result<Tensor> {
+pub fn causal_mask(tq: usize, tk: usize, device: &Device) -> Result<Tensor> {
     let offset = tk - tq;
     let data: Vec<f32> = (0..tq)
         .flat_map(|i| {
@@ -38,5 +238,88 @@ pub fn causal_mask(tq: usize, tk: usize, device: &candle_core::Device) -> Result
             })
         })
         .collect();
-    Tensor::from_vec(data, (tq, tk), device)?.to_dtype(DType::F32)
+    Tensor::from_vec(data, (tq, tk), device)
+}
+
+// ---------------------------------------------------------------- cross-entropy
+
+/// Mean cross-entropy of (n, v) logits against (n,) u32 targets.
+struct CrossEntropy;
+
+impl CustomOp2 for CrossEntropy {
+    fn name(&self) -> &'static str {
+        "continuo-cross-entropy"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let logits = f32_slice(s1, l1)?;
+        let targets = match (s2, l2.contiguous_offsets()) {
+            (CpuStorage::U32(t), Some((a, b))) => &t[a..b],
+            _ => candle_core::bail!("cross-entropy: targets must be contiguous u32"),
+        };
+        let v = logits.len() / targets.len();
+        let total: f64 = logits
+            .par_chunks(v)
+            .zip(targets.par_iter())
+            .map(|(row, &t)| {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                let lse = row.iter().map(|x| (x - max).exp()).sum::<f32>().ln() + max;
+                (lse - row[t as usize]) as f64
+            })
+            .sum();
+        Ok((
+            CpuStorage::F32(vec![(total / targets.len() as f64) as f32]),
+            Shape::from(()),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        _loss: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let lv = vec_of(logits)?;
+        let tv = targets.contiguous()?.to_vec1::<u32>()?;
+        let scale = g.to_scalar::<f32>()? / tv.len() as f32;
+        let v = lv.len() / tv.len();
+        let mut d = vec![0f32; lv.len()];
+        d.par_chunks_mut(v)
+            .zip(lv.par_chunks(v))
+            .zip(tv.par_iter())
+            .for_each(|((dr, row), &t)| {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                let mut sum = 0f32;
+                for (o, x) in dr.iter_mut().zip(row) {
+                    *o = (x - max).exp();
+                    sum += *o;
+                }
+                for o in dr.iter_mut() {
+                    *o *= scale / sum;
+                }
+                dr[t as usize] -= scale;
+            });
+        Ok((
+            Some(Tensor::from_vec(d, logits.shape(), logits.device())?),
+            None,
+        ))
+    }
+}
+
+/// Mean cross-entropy loss of (n, v) logits against (n,) u32 targets; differentiable.
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    if fused_on(logits) {
+        logits
+            .contiguous()?
+            .apply_op2(&targets.contiguous()?, CrossEntropy)
+    } else {
+        candle_nn::loss::cross_entropy(logits, targets)
+    }
 }

@@ -181,7 +181,7 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
         let target = ids.narrow(1, 1, opts.seq_len)?.flatten_all()?;
         let logits = model.forward(&input)?;
         let v = logits.dim(D::Minus1)?;
-        let loss = candle_nn::loss::cross_entropy(
+        let loss = crate::model::ops::cross_entropy(
             &logits.reshape((opts.batch * opts.seq_len, v))?,
             &target,
         )?;

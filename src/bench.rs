@@ -1,0 +1,218 @@
+//! `continuo bench`: training and decoding speed of a model configuration on this machine.
+//! Every figure is measured in the same run, so ratios between them are meaningful even on a
+//! noisy machine.
+
+use crate::model::ops;
+use crate::model::{generate_streaming, Architecture, GenerateOptions, Model};
+use crate::music::{Note, Phrase};
+use crate::train::optim::AdamW;
+use candle_core::{DType, Device, Result, Tensor, D};
+use candle_nn::{VarBuilder, VarMap};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub architecture: Architecture,
+    pub parameters: usize,
+    pub threads: usize,
+    pub batch: usize,
+    pub seq_len: usize,
+    pub train_tokens_per_s: f64,
+    /// The same training step with candle's plain op compositions (no fused kernels).
+    pub train_tokens_per_s_plain_ops: f64,
+    pub infer_ms_per_token_ctx64: f64,
+    pub infer_ms_per_token_ctx256: f64,
+    pub infer_ms_per_token_ctx512: f64,
+    pub infer_ms_per_token_nocache_ctx64: f64,
+    pub infer_ms_per_token_nocache_ctx256: f64,
+    pub infer_ms_per_token_nocache_ctx512: f64,
+    pub prefill_ms_256: f64,
+    /// Trigger (primer handed to the sampler) to the first decoded note, cache and sampling included.
+    pub first_note_ms: f64,
+    /// Decoding at context 256 including grammar masks and sampling (what the plugin pays).
+    pub generate_ms_per_token: f64,
+}
+
+fn random_ids(rng: &mut impl Rng, n: usize, vocab: usize) -> Vec<u32> {
+    (0..n).map(|_| rng.gen_range(4..vocab as u32)).collect()
+}
+
+/// Seconds per training step (forward, backward, AdamW) averaged over `steps` after one warm-up.
+fn train_step_seconds(
+    model: &Model,
+    varmap: &VarMap,
+    batch: usize,
+    seq_len: usize,
+    steps: usize,
+    device: &Device,
+) -> Result<f64> {
+    let vocab = match model {
+        Model::Transformer(m) => m.config().vocab_size,
+        Model::Lstm(_) => crate::tokens::Vocab.size(),
+    };
+    let mut opt = AdamW::new(
+        varmap
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        0.01,
+    )?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let mut step = |rng: &mut rand_chacha::ChaCha8Rng| -> Result<()> {
+        let ids = Tensor::from_vec(
+            random_ids(rng, batch * (seq_len + 1), vocab),
+            (batch, seq_len + 1),
+            device,
+        )?;
+        let input = ids.narrow(1, 0, seq_len)?;
+        let target = ids.narrow(1, 1, seq_len)?.flatten_all()?;
+        let logits = model.forward(&input)?;
+        let v = logits.dim(D::Minus1)?;
+        let loss =
+            crate::model::ops::cross_entropy(&logits.reshape((batch * seq_len, v))?, &target)?;
+        let grads = loss.backward()?;
+        opt.step(&grads, 1e-4, 1.0)?;
+        Ok(())
+    };
+    step(&mut rng)?;
+    let t = Instant::now();
+    for _ in 0..steps {
+        step(&mut rng)?;
+    }
+    Ok(t.elapsed().as_secs_f64() / steps as f64)
+}
+
+/// ms per decoded token at batch 1 after a context of `ctx` tokens, with or without cache.
+fn decode_ms(
+    model: &Model,
+    ctx: usize,
+    tokens: usize,
+    cached: bool,
+    device: &Device,
+) -> Result<f64> {
+    let vocab = crate::tokens::Vocab.size();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let prompt = random_ids(&mut rng, ctx - tokens, vocab);
+    let mut cache = model.new_cache();
+    let mut all = prompt.clone();
+    if cached {
+        model.forward_cached(
+            &Tensor::from_vec(prompt, (1, ctx - tokens), device)?,
+            &mut cache,
+        )?;
+    }
+    let t = Instant::now();
+    for _ in 0..tokens {
+        let next = rng.gen_range(4..vocab as u32);
+        all.push(next);
+        let logits = if cached {
+            model.forward_cached(&Tensor::from_vec(vec![next], (1, 1), device)?, &mut cache)?
+        } else {
+            model.forward_last(&Tensor::from_vec(all.clone(), (1, all.len()), device)?)?
+        };
+        let _ = logits.to_vec2::<f32>()?;
+    }
+    Ok(t.elapsed().as_secs_f64() * 1e3 / tokens as f64)
+}
+
+fn triad() -> Phrase {
+    let notes = [60, 64, 67]
+        .iter()
+        .map(|&p| Note {
+            start: 0.0,
+            duration: 4.0,
+            pitch: p,
+            velocity: 100,
+        })
+        .collect();
+    Phrase::new(notes, 4.0)
+}
+
+/// Measures a configuration with random weights (speed does not depend on the values).
+pub fn run(
+    arch: &Architecture,
+    batch: usize,
+    seq_len: usize,
+    train_steps: usize,
+    device: &Device,
+) -> Result<BenchReport> {
+    let varmap = VarMap::new();
+    let model = Model::new(arch, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+
+    ops::set_fused(true);
+    let fused = train_step_seconds(&model, &varmap, batch, seq_len, train_steps, device)?;
+    ops::set_fused(false);
+    let plain = train_step_seconds(
+        &model,
+        &varmap,
+        batch,
+        seq_len,
+        train_steps.div_ceil(2),
+        device,
+    )?;
+    ops::set_fused(true);
+
+    let ctx_max = arch.max_context().unwrap_or(512);
+    let ctx = |c: usize| c.min(ctx_max);
+    let n = 32;
+    let cached: Vec<f64> = [64, 256, 512]
+        .iter()
+        .map(|&c| decode_ms(&model, ctx(c), n, true, device))
+        .collect::<Result<_>>()?;
+    let uncached: Vec<f64> = [64, 256, 512]
+        .iter()
+        .map(|&c| decode_ms(&model, ctx(c), 8, false, device))
+        .collect::<Result<_>>()?;
+
+    let vocab = crate::tokens::Vocab.size();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let prompt = Tensor::from_vec(random_ids(&mut rng, ctx(256), vocab), (1, ctx(256)), device)?;
+    let mut cache = model.new_cache();
+    model.forward_cached(&prompt, &mut cache)?; // warm-up
+    let t = Instant::now();
+    let reps = 3;
+    for _ in 0..reps {
+        let mut cache = model.new_cache();
+        model
+            .forward_cached(&prompt, &mut cache)?
+            .to_vec2::<f32>()?;
+    }
+    let prefill_ms_256 = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
+
+    let opts = GenerateOptions {
+        bars: 4,
+        seed: 1,
+        start_on_downbeat: true,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let mut first = None;
+    let g = generate_streaming(&model, device, &triad(), &opts, |_| {
+        first.get_or_insert(t.elapsed().as_secs_f64() * 1e3);
+        true
+    })?;
+
+    Ok(BenchReport {
+        architecture: arch.clone(),
+        parameters: arch.parameter_count(),
+        threads: candle_core::utils::get_num_threads(),
+        batch,
+        seq_len,
+        train_tokens_per_s: (batch * seq_len) as f64 / fused,
+        train_tokens_per_s_plain_ops: (batch * seq_len) as f64 / plain,
+        infer_ms_per_token_ctx64: cached[0],
+        infer_ms_per_token_ctx256: cached[1],
+        infer_ms_per_token_ctx512: cached[2],
+        infer_ms_per_token_nocache_ctx64: uncached[0],
+        infer_ms_per_token_nocache_ctx256: uncached[1],
+        infer_ms_per_token_nocache_ctx512: uncached[2],
+        prefill_ms_256,
+        first_note_ms: first.unwrap_or(f64::NAN),
+        generate_ms_per_token: g.ms_per_token,
+    })
+}

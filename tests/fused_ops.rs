@@ -1,0 +1,171 @@
+//! Every fused kernel against the plain candle composition it replaces, on random inputs:
+//! values and gradients agree to a relative error of 1e-4 (f32).
+
+use candle_core::{Device, Tensor, Var};
+use continuo::model::ops;
+use std::sync::Mutex;
+
+// `set_fused` is process-wide: these tests take turns.
+static LOCK: Mutex<()> = Mutex::new(());
+
+fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
+    let d = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let m = b
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+        .max(1e-6);
+    d / m
+}
+
+/// Runs `f` with fused kernels and with compositions; returns (value, grads) of both.
+fn both(vars: &[Var], f: impl Fn() -> Tensor) -> [(Tensor, Vec<Tensor>); 2] {
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    // A random projection (the same for both) makes the gradient depend on every output.
+    let shape = f().shape().clone();
+    let w = Tensor::randn(0f32, 1.0, shape, &Device::Cpu).unwrap();
+    let run = |fused: bool| {
+        ops::set_fused(fused);
+        let y = f();
+        let grads = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let g = vars
+            .iter()
+            .map(|v| grads.get(v).expect("no gradient").clone())
+            .collect();
+        (y, g)
+    };
+    let out = [run(true), run(false)];
+    ops::set_fused(true);
+    out
+}
+
+fn check(what: &str, vars: &[Var], f: impl Fn() -> Tensor) {
+    let [(yf, gf), (ys, gs)] = both(vars, f);
+    let e = rel_err(&yf, &ys);
+    assert!(e <= 1e-4, "{what}: value rel err {e}");
+    for (i, (a, b)) in gf.iter().zip(&gs).enumerate() {
+        let e = rel_err(a, b);
+        assert!(e <= 1e-4, "{what}: gradient {i} rel err {e}");
+    }
+}
+
+#[test]
+fn layer_norm_matches_the_composition() {
+    let dev = Device::Cpu;
+    let x = Var::randn(0f32, 2.0, (3, 17, 64), &dev).unwrap();
+    let w = Var::randn(1f32, 0.3, 64, &dev).unwrap();
+    let b = Var::randn(0f32, 0.3, 64, &dev).unwrap();
+    check("layer norm", &[x.clone(), w.clone(), b.clone()], || {
+        ops::layer_norm(&x, &w, &b).unwrap()
+    });
+}
+
+#[test]
+fn causal_attention_matches_the_composition_in_training_and_with_a_cache() {
+    let dev = Device::Cpu;
+    for (tq, tk) in [(16, 16), (1, 9), (4, 12)] {
+        let q = Var::randn(0f32, 1.0, (2, 3, tq, 8), &dev).unwrap();
+        let k = Var::randn(0f32, 1.0, (2, 3, tk, 8), &dev).unwrap();
+        let v = Var::randn(0f32, 1.0, (2, 3, tk, 8), &dev).unwrap();
+        check(
+            &format!("attention {tq}×{tk}"),
+            &[q.clone(), k.clone(), v.clone()],
+            || ops::causal_attention(&q, &k, &v).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn cross_entropy_matches_the_composition() {
+    let dev = Device::Cpu;
+    let logits = Var::randn(0f32, 3.0, (50, 303), &dev).unwrap();
+    let targets = Tensor::from_vec(
+        (0..50u32).map(|i| (i * 37) % 303).collect::<Vec<_>>(),
+        50,
+        &dev,
+    )
+    .unwrap();
+    check("cross-entropy", &[logits.clone()], || {
+        ops::cross_entropy(&logits, &targets).unwrap()
+    });
+}
+
+#[test]
+fn fused_gradients_match_finite_differences() {
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    ops::set_fused(true);
+    let dev = Device::Cpu;
+    let x0: Vec<f32> = (0..24).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.3).collect();
+    let w = Tensor::from_vec(
+        (0..8).map(|i| 0.5 + i as f32 * 0.1).collect::<Vec<f32>>(),
+        8,
+        &dev,
+    )
+    .unwrap();
+    let b = Tensor::zeros(8, candle_core::DType::F32, &dev).unwrap();
+    let proj = Tensor::from_vec(
+        (0..24)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect::<Vec<f32>>(),
+        (3, 8),
+        &dev,
+    )
+    .unwrap();
+    let loss = |x: &Tensor| -> f64 {
+        let y = ops::layer_norm(x, &w, &b).unwrap();
+        let a = ops::causal_attention(
+            &y.reshape((1, 1, 3, 8)).unwrap(),
+            &y.reshape((1, 1, 3, 8)).unwrap(),
+            &y.reshape((1, 1, 3, 8)).unwrap(),
+        )
+        .unwrap();
+        (a.reshape((3, 8)).unwrap() * &proj)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64
+    };
+    let x = Var::from_tensor(&Tensor::from_vec(x0.clone(), (3, 8), &dev).unwrap()).unwrap();
+    let y = ops::layer_norm(x.as_tensor(), &w, &b).unwrap();
+    let y4 = y.reshape((1, 1, 3, 8)).unwrap();
+    let a = ops::causal_attention(&y4, &y4, &y4).unwrap();
+    let grads = (a.reshape((3, 8)).unwrap() * &proj)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let analytic: Vec<f32> = grads
+        .get(&x)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let h = 1e-2f32;
+    for i in 0..24 {
+        let mut p = x0.clone();
+        p[i] += h;
+        let mut m = x0.clone();
+        m[i] -= h;
+        let fd = (loss(&Tensor::from_vec(p, (3, 8), &dev).unwrap())
+            - loss(&Tensor::from_vec(m, (3, 8), &dev).unwrap()))
+            / (2.0 * h as f64);
+        assert!(
+            (fd - analytic[i] as f64).abs() <= 2e-2 * (1.0 + fd.abs()),
+            "element {i}: finite difference {fd} vs analytic {}",
+            analytic[i]
+        );
+    }
+}
