@@ -7,7 +7,7 @@ packages=(
   libxcb-dri2-0-dev libxcb-icccm4-dev libxcursor-dev libxkbcommon-dev libxcb-shape0-dev
   libxcb-xfixes0-dev libgl1-mesa-dev
   # headless editor screenshots
-  xvfb x11-utils
+  xvfb x11-utils libgl1-mesa-dri
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -11,6 +11,7 @@ pub mod plot;
 pub mod tokens;
 pub mod train;
 
+pub mod allocator;
 pub mod audio;
 pub mod bench;
 pub mod params;

@@ -86,6 +86,12 @@ fn causal_attention_matches_the_composition_in_training_and_with_a_cache() {
 }
 
 #[test]
+fn gelu_matches_the_composition() {
+    let x = Var::randn(0f32, 2.0, (7, 33), &Device::Cpu).unwrap();
+    check("gelu", &[x.clone()], || ops::gelu(&x).unwrap());
+}
+
+#[test]
 fn cross_entropy_matches_the_composition() {
     let dev = Device::Cpu;
     let logits = Var::randn(0f32, 3.0, (50, 303), &dev).unwrap();

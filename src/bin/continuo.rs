@@ -206,6 +206,7 @@ fn pitch_arg(s: &str) -> Result<u8, String> {
 }
 
 fn main() -> ExitCode {
+    continuo::allocator::keep_large_allocations_in_heap();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => run_train(a),

@@ -10,7 +10,8 @@ use crate::shared::{Idea, Shared};
 use crate::worker::{Command, ModelSource};
 use crossbeam_channel::Sender;
 use egui::{Color32, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
-use nice_plug::context::gui::GuiContext;
+use nice_plug::context::gui::{GuiContext, ParamSetter};
+use nice_plug::prelude::Param;
 use nice_plug_egui::widgets::ParamSlider;
 use nice_plug_egui::{
     create_egui_editor, EguiEditor, EguiEditorState, EguiNiceSettings, NiceEguiApp, RepaintNotifier,
@@ -145,127 +146,144 @@ impl NiceEguiApp for EditorApp {
         });
         ui.separator();
 
-        ui.horizontal_top(|ui| {
-            ui.vertical(|ui| {
-                let primer = current.as_ref().map_or(&[][..], |i| &i.primer[..]);
-                ui.label(format!("Primer key: {}", key_label(primer)));
-                self.piano_roll(ui, current.as_ref());
-                ui.horizontal(|ui| {
-                    if ui
-                        .button("Generate")
-                        .on_hover_text("Continue the last primer")
-                        .clicked()
-                    {
-                        self.shared
-                            .generate_requested
-                            .store(true, Ordering::Relaxed);
-                    }
-                    if ui
-                        .button("Another idea")
-                        .on_hover_text("Same primer, new seed")
-                        .clicked()
-                    {
-                        let seed = (self.params.seed.value() + 1) % 10_000;
-                        setter.begin_set_parameter(&self.params.seed);
-                        setter.set_parameter(&self.params.seed, seed);
-                        setter.end_set_parameter(&self.params.seed);
-                        let _ = self
-                            .commands
-                            .try_send(Command::Regenerate { seed: seed as u64 });
-                        self.selected = None;
-                    }
-                    let mut locked = self.shared.locked.load(Ordering::Relaxed);
-                    if ui
-                        .toggle_value(&mut locked, "Keep")
-                        .on_hover_text("New triggers do not replace this phrase")
-                        .changed()
-                    {
-                        self.shared.locked.store(locked, Ordering::Relaxed);
-                    }
-                    if ui.button("Export .mid").clicked() {
-                        self.export_message = Some(match &current {
-                            Some(idea) => match export_idea(idea, &export_dir()) {
-                                Ok(p) => format!("Saved {}", p.display()),
-                                Err(e) => e,
-                            },
-                            None => "Nothing to export yet".into(),
+        egui::Panel::right("controls")
+            .resizable(false)
+            .exact_size(300.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    egui::Grid::new("params")
+                        .num_columns(2)
+                        .spacing([6.0, 3.0])
+                        .show(ui, |ui| {
+                            ui.strong("Trigger");
+                            ui.end_row();
+                            labelled(ui, &self.params.trigger, &setter);
+                            labelled(ui, &self.params.silence_beats, &setter);
+                            labelled(ui, &self.params.trigger_note, &setter);
+                            labelled(ui, &self.params.quantize, &setter);
+                            ui.strong("Phrase");
+                            ui.end_row();
+                            labelled(ui, &self.params.bars, &setter);
+                            labelled(ui, &self.params.temperature, &setter);
+                            labelled(ui, &self.params.top_p, &setter);
+                            labelled(ui, &self.params.key_lock, &setter);
+                            labelled(ui, &self.params.key, &setter);
+                            labelled(ui, &self.params.low, &setter);
+                            labelled(ui, &self.params.high, &setter);
+                            labelled(ui, &self.params.seed, &setter);
+                            ui.strong("Output");
+                            ui.end_row();
+                            labelled(ui, &self.params.loop_phrase, &setter);
+                            labelled(ui, &self.params.pass_through, &setter);
+                            labelled(ui, &self.params.channel, &setter);
                         });
-                    }
-                    if ui.button("Open folder").clicked() {
-                        let dir = export_dir();
-                        let _ = std::fs::create_dir_all(&dir);
-                        let opener = if cfg!(target_os = "macos") {
-                            "open"
-                        } else if cfg!(windows) {
-                            "explorer"
+                    ui.label("Model folder (empty: built-in)");
+                    ui.text_edit_singleline(&mut self.model_path_text);
+                    if ui.button("Load model").clicked() {
+                        let path = self.model_path_text.trim().to_string();
+                        let source = if path.is_empty() {
+                            ModelSource::Embedded
                         } else {
-                            "xdg-open"
+                            ModelSource::Folder(path.clone().into())
                         };
-                        let _ = std::process::Command::new(opener).arg(&dir).spawn();
+                        if let Ok(mut s) = self.params.session.lock() {
+                            s.model_path = (!path.is_empty()).then_some(path);
+                        }
+                        let _ = self.commands.try_send(Command::LoadModel(source));
                     }
                 });
-                ui.label(
-                    self.export_message
-                        .clone()
-                        .unwrap_or_else(|| format!("Exports go to {}", export_dir().display())),
-                );
-                ui.separator();
-                ui.label("Ideas (click to recall):");
-                let history: Vec<Idea> = view.history.iter().cloned().collect();
-                for (idea, label) in history.iter().zip(history_labels(&history)) {
-                    let selected = current.as_ref().is_some_and(|c| c.id == idea.id);
-                    if ui.selectable_label(selected, label).clicked() {
-                        self.selected = Some(idea.id);
-                        let _ = self
-                            .commands
-                            .try_send(Command::Recall { idea: idea.clone() });
-                    }
-                }
             });
-            ui.separator();
-            egui::ScrollArea::vertical().show(ui, |ui| {
-                ui.label("Trigger");
-                ui.add(ParamSlider::for_param(&self.params.trigger, &setter));
-                ui.add(ParamSlider::for_param(&self.params.silence_beats, &setter));
-                ui.add(ParamSlider::for_param(&self.params.trigger_note, &setter));
-                ui.add(ParamSlider::for_param(&self.params.quantize, &setter));
-                ui.label("Phrase");
-                ui.add(ParamSlider::for_param(&self.params.bars, &setter));
-                ui.add(ParamSlider::for_param(&self.params.temperature, &setter));
-                ui.add(ParamSlider::for_param(&self.params.top_p, &setter));
-                ui.add(ParamSlider::for_param(&self.params.key_lock, &setter));
-                ui.add(ParamSlider::for_param(&self.params.key, &setter));
-                ui.add(ParamSlider::for_param(&self.params.low, &setter));
-                ui.add(ParamSlider::for_param(&self.params.high, &setter));
-                ui.add(ParamSlider::for_param(&self.params.seed, &setter));
-                ui.label("Output");
-                ui.add(ParamSlider::for_param(&self.params.loop_phrase, &setter));
-                ui.add(ParamSlider::for_param(&self.params.pass_through, &setter));
-                ui.add(ParamSlider::for_param(&self.params.channel, &setter));
-                ui.label("Model folder (empty: built-in)");
-                ui.text_edit_singleline(&mut self.model_path_text);
-                if ui.button("Load model").clicked() {
-                    let path = self.model_path_text.trim().to_string();
-                    let source = if path.is_empty() {
-                        ModelSource::Embedded
+        egui::CentralPanel::default().show(ui, |ui| {
+            let primer = current.as_ref().map_or(&[][..], |i| &i.primer[..]);
+            ui.label(format!("Primer key: {}", key_label(primer)));
+            self.piano_roll(ui, current.as_ref());
+            ui.horizontal(|ui| {
+                if ui
+                    .button("Generate")
+                    .on_hover_text("Continue the last primer")
+                    .clicked()
+                {
+                    self.shared
+                        .generate_requested
+                        .store(true, Ordering::Relaxed);
+                }
+                if ui
+                    .button("Another idea")
+                    .on_hover_text("Same primer, new seed")
+                    .clicked()
+                {
+                    let seed = (self.params.seed.value() + 1) % 10_000;
+                    setter.begin_set_parameter(&self.params.seed);
+                    setter.set_parameter(&self.params.seed, seed);
+                    setter.end_set_parameter(&self.params.seed);
+                    let _ = self
+                        .commands
+                        .try_send(Command::Regenerate { seed: seed as u64 });
+                    self.selected = None;
+                }
+                let mut locked = self.shared.locked.load(Ordering::Relaxed);
+                if ui
+                    .toggle_value(&mut locked, "Keep")
+                    .on_hover_text("New triggers do not replace this phrase")
+                    .changed()
+                {
+                    self.shared.locked.store(locked, Ordering::Relaxed);
+                }
+                if ui.button("Export .mid").clicked() {
+                    self.export_message = Some(match &current {
+                        Some(idea) => match export_idea(idea, &export_dir()) {
+                            Ok(p) => format!("Saved {}", p.display()),
+                            Err(e) => e,
+                        },
+                        None => "Nothing to export yet".into(),
+                    });
+                }
+                if ui.button("Open folder").clicked() {
+                    let dir = export_dir();
+                    let _ = std::fs::create_dir_all(&dir);
+                    let opener = if cfg!(target_os = "macos") {
+                        "open"
+                    } else if cfg!(windows) {
+                        "explorer"
                     } else {
-                        ModelSource::Folder(path.clone().into())
+                        "xdg-open"
                     };
-                    if let Ok(mut s) = self.params.session.lock() {
-                        s.model_path = (!path.is_empty()).then_some(path);
-                    }
-                    let _ = self.commands.try_send(Command::LoadModel(source));
+                    let _ = std::process::Command::new(opener).arg(&dir).spawn();
                 }
             });
+            ui.label(
+                self.export_message
+                    .clone()
+                    .unwrap_or_else(|| format!("Exports go to {}", export_dir().display())),
+            );
+            ui.separator();
+            ui.label("Ideas (click to recall):");
+            let history: Vec<Idea> = view.history.iter().cloned().collect();
+            for (idea, label) in history.iter().zip(history_labels(&history)) {
+                let selected = current.as_ref().is_some_and(|c| c.id == idea.id);
+                if ui.selectable_label(selected, label).clicked() {
+                    self.selected = Some(idea.id);
+                    let _ = self
+                        .commands
+                        .try_send(Command::Recall { idea: idea.clone() });
+                }
+            }
         });
         // The playhead moves with the host: keep repainting.
         ui.ctx().request_repaint();
     }
 }
 
+/// A parameter's name beside its slider, as one row of a two-column grid.
+fn labelled<P: Param>(ui: &mut egui::Ui, param: &P, setter: &ParamSetter) {
+    ui.label(egui::RichText::new(param.name()).small());
+    ui.add(ParamSlider::for_param(param, setter).with_width(90.0));
+    ui.end_row();
+}
+
 impl EditorApp {
     fn piano_roll(&self, ui: &mut egui::Ui, idea: Option<&Idea>) {
-        let size = Vec2::new(430.0, 220.0);
+        let size = Vec2::new(ui.available_width().clamp(200.0, 600.0), 220.0);
         let (response, painter) = ui.allocate_painter(size, Sense::hover());
         let area = response.rect;
         painter.rect_filled(area, 4.0, Color32::from_rgb(24, 26, 32));

@@ -241,6 +241,58 @@ pub fn causal_mask(tq: usize, tk: usize, device: &Device) -> Result<Tensor> {
     Tensor::from_vec(data, (tq, tk), device)
 }
 
+// ---------------------------------------------------------------- GELU
+
+const GELU_C: f32 = 0.797_884_6; // sqrt(2 / pi)
+const GELU_A: f32 = 0.044_715;
+
+/// GELU (tanh approximation, as candle's `gelu`) in one pass, with a one-pass backward.
+struct Gelu;
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "continuo-gelu"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(storage, layout)?;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(4096)
+            .zip(x.par_chunks(4096))
+            .for_each(|(yc, xc)| {
+                for (o, &v) in yc.iter_mut().zip(xc) {
+                    *o = 0.5 * v * (1.0 + (GELU_C * (v + GELU_A * v * v * v)).tanh());
+                }
+            });
+        Ok((CpuStorage::F32(y), layout.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let (xv, gv) = (vec_of(x)?, vec_of(g)?);
+        let mut dx = vec![0f32; xv.len()];
+        dx.par_chunks_mut(4096)
+            .zip(xv.par_chunks(4096))
+            .zip(gv.par_chunks(4096))
+            .for_each(|((dc, xc), gc)| {
+                for ((o, &v), &gr) in dc.iter_mut().zip(xc).zip(gc) {
+                    let t = (GELU_C * (v + GELU_A * v * v * v)).tanh();
+                    let dt = (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * v * v);
+                    *o = gr * (0.5 * (1.0 + t) + 0.5 * v * dt);
+                }
+            });
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
+    }
+}
+
+/// GELU, tanh approximation; differentiable.
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    if fused_on(x) {
+        x.contiguous()?.apply_op1(Gelu)
+    } else {
+        x.gelu()
+    }
+}
+
 // ---------------------------------------------------------------- cross-entropy
 
 /// Mean cross-entropy of (n, v) logits against (n,) u32 targets.

@@ -117,7 +117,7 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.down.forward(&self.up.forward(x)?.gelu()?)
+        self.down.forward(&ops::gelu(&self.up.forward(x)?)?)
     }
 }
 

@@ -21,11 +21,30 @@ impl SharedHandler<'_> for Shared {
     fn request_callback(&self) {}
 }
 
+// nice-plug's editor needs the host's GUI extension; the test host accepts every request.
+impl clack_extensions::gui::HostGuiImpl for Shared {
+    fn resize_hints_changed(&self) {}
+    fn request_resize(&self, _size: clack_extensions::gui::GuiSize) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn request_show(&self) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn request_hide(&self) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn closed(&self, _was_destroyed: bool) {}
+}
+
 pub struct TestHost;
 impl HostHandlers for TestHost {
     type Shared<'a> = Shared;
     type MainThread<'a> = ();
     type AudioProcessor<'a> = ();
+
+    fn declare_extensions(builder: &mut HostExtensions<Self>, _shared: &Self::Shared<'_>) {
+        builder.register::<clack_extensions::gui::HostGui>();
+    }
 }
 
 /// The bundle under test: built by `cargo xtask bundle continuo --features assert_process_allocs`
