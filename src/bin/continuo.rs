@@ -184,6 +184,9 @@ struct EvalArgs {
     top_p: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Also evaluate unigram and 4-gram baselines counted from the training split.
+    #[arg(long)]
+    baselines: bool,
 }
 
 fn positive_f32(s: &str) -> Result<f32, String> {
@@ -452,7 +455,33 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
+/// NLL and continuation statistics of one scorer on the validation split.
+struct EvalRow {
+    name: String,
+    nll_total: f64,
+    tokens: usize,
+    stats: continuo::train::eval::MusicStats,
+}
+
+fn stats_json(r: &EvalRow, notes: usize) -> serde_json::Value {
+    serde_json::json!({
+        "nll_per_token": r.nll_total / r.tokens.max(1) as f64,
+        "nll_per_note": r.nll_total / notes.max(1) as f64,
+        "key_agreement": r.stats.key_agreement,
+        "pitch_in_scale": r.stats.pitch_in_scale,
+        "pitch_class_entropy": r.stats.pitch_class_entropy,
+        "empty_beat_rate": r.stats.empty_beat_rate,
+        "notes_per_beat": r.stats.notes_per_beat,
+        "polyphony": r.stats.polyphony,
+        "copy_rate": r.stats.copy_rate,
+    })
+}
+
 fn run_eval(a: EvalArgs) -> Result<()> {
+    use continuo::model::sampler::ModelScorer;
+    use continuo::train::baselines::NGram;
+    use continuo::train::copy::CopyIndex;
+
     let device = best_device();
     let loaded = load_model(&a.model, &device)?;
     let corpus = dataset::load_corpus(&a.data)?;
@@ -463,14 +492,15 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     let stream = dataset::packed_stream(&corpus.validation);
     let ws = windows(&stream, ctx, a.max_tokens.div_ceil(ctx));
     let scored_tokens: usize = ws.iter().map(|w| w.len() - 1).sum();
-    let (total, count) = nll(&loaded.model, &device, &ws, 16)?;
+    let scored = &stream[..=scored_tokens.min(stream.len() - 1)];
     // Notes in the scored part of the stream: one Duration token closes each note.
     let vocab = Vocab;
-    let notes = stream[1..=scored_tokens.min(stream.len() - 1)]
+    let notes = scored[1..]
         .iter()
         .filter(|&&id| matches!(vocab.token(id), Some(continuo::tokens::Token::Duration(_))))
         .count();
     let cases = primer_cases(&corpus.validation, 2, a.bars, a.primers);
+    let copies = CopyIndex::new(&corpus.train);
     let opts = GenerateOptions {
         bars: a.bars,
         temperature: a.temperature,
@@ -478,28 +508,70 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         seed: a.seed,
         ..Default::default()
     };
-    let (model_stats, real_stats) = continuation_stats(&loaded.model, &device, &cases, &opts)?;
-    let report = serde_json::json!({
+
+    let (total, count) = nll(&loaded.model, &device, &ws, 16)?;
+    let (model_stats, real_stats) = continuation_stats(
+        &mut ModelScorer::new(&loaded.model, &device),
+        &cases,
+        &opts,
+        Some(&copies),
+    )?;
+    let mut rows = vec![EvalRow {
+        name: "model".into(),
+        nll_total: total,
+        tokens: count,
+        stats: model_stats,
+    }];
+    if a.baselines {
+        let train_stream = dataset::packed_stream(&corpus.train);
+        for (name, order) in [("unigram", 1), ("4-gram", 4)] {
+            eprintln!(
+                "counting the {name} baseline on {} training tokens",
+                train_stream.len()
+            );
+            let mut m = NGram::count(&train_stream, order);
+            let (t, c) = m.nll(scored);
+            let (stats, _) = continuation_stats(&mut m, &cases, &opts, Some(&copies))?;
+            rows.push(EvalRow {
+                name: name.into(),
+                nll_total: t,
+                tokens: c,
+                stats,
+            });
+        }
+    }
+    let m = &rows[0];
+    let mut report = serde_json::json!({
         "model": a.model.display().to_string(),
         "architecture": loaded.card.architecture.describe(),
-        "nll_per_token": total / count.max(1) as f64,
-        "nll_per_note": total / notes.max(1) as f64,
+        "nll_per_token": m.nll_total / m.tokens.max(1) as f64,
+        "nll_per_note": m.nll_total / notes.max(1) as f64,
         "tokens_scored": count,
-        "key_agreement": model_stats.key_agreement,
+        "notes_scored": notes,
+        "key_agreement": m.stats.key_agreement,
         "key_agreement_real": real_stats.key_agreement,
-        "pitch_in_scale": model_stats.pitch_in_scale,
+        "pitch_in_scale": m.stats.pitch_in_scale,
         "pitch_in_scale_real": real_stats.pitch_in_scale,
-        "pitch_class_entropy": model_stats.pitch_class_entropy,
+        "pitch_class_entropy": m.stats.pitch_class_entropy,
         "pitch_class_entropy_real": real_stats.pitch_class_entropy,
-        "empty_beat_rate": model_stats.empty_beat_rate,
+        "empty_beat_rate": m.stats.empty_beat_rate,
         "empty_beat_rate_real": real_stats.empty_beat_rate,
-        "notes_per_beat": model_stats.notes_per_beat,
+        "notes_per_beat": m.stats.notes_per_beat,
         "notes_per_beat_real": real_stats.notes_per_beat,
-        "polyphony": model_stats.polyphony,
+        "polyphony": m.stats.polyphony,
         "polyphony_real": real_stats.polyphony,
+        "copy_rate": m.stats.copy_rate,
+        "copy_rate_real": real_stats.copy_rate,
         "n_files": corpus.validation.len(),
         "n_primers": cases.len(),
     });
+    if a.baselines {
+        report["baselines"] = rows[1..]
+            .iter()
+            .map(|r| (r.name.clone(), stats_json(r, notes)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
     if a.json {
         println!("{report}");
         return Ok(());
@@ -510,50 +582,68 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         loaded.card.architecture.describe()
     );
     println!(
-        "validation: {} files, {} tokens scored, {} notes",
+        "validation: {} files, {} tokens scored, {} notes; {} primers of 2 bars, {} bars continued",
         corpus.validation.len(),
         count,
-        notes
-    );
-    println!(
-        "NLL per token {:.4} nats, per note {:.4} nats",
-        report["nll_per_token"], report["nll_per_note"]
-    );
-    println!(
-        "{} primers of 2 bars, {} bars continued:",
+        notes,
         cases.len(),
         a.bars
     );
-    println!("{:<22} {:>10} {:>10}", "metric", "model", "real");
-    for (name, m, r) in [
-        (
-            "key agreement",
-            model_stats.key_agreement,
-            real_stats.key_agreement,
-        ),
-        (
-            "pitch in scale",
-            model_stats.pitch_in_scale,
-            real_stats.pitch_in_scale,
-        ),
-        (
-            "pitch-class entropy",
-            model_stats.pitch_class_entropy,
-            real_stats.pitch_class_entropy,
-        ),
-        (
-            "notes per beat",
-            model_stats.notes_per_beat,
-            real_stats.notes_per_beat,
-        ),
-        ("polyphony", model_stats.polyphony, real_stats.polyphony),
-        (
-            "empty-beat rate",
-            model_stats.empty_beat_rate,
-            real_stats.empty_beat_rate,
-        ),
-    ] {
-        println!("{name:<22} {m:>10.3} {r:>10.3}");
+    print!("{:<22}", "metric");
+    for r in &rows {
+        print!(" {:>10}", r.name);
     }
+    println!(" {:>10}", "real");
+    let line = |name: &str, f: &dyn Fn(&EvalRow) -> f64, real: Option<f64>| {
+        print!("{name:<22}");
+        for r in &rows {
+            print!(" {:>10.3}", f(r));
+        }
+        match real {
+            Some(v) => println!(" {v:>10.3}"),
+            None => println!(" {:>10}", "-"),
+        }
+    };
+    line(
+        "NLL per token",
+        &|r| r.nll_total / r.tokens.max(1) as f64,
+        None,
+    );
+    line("NLL per note", &|r| r.nll_total / notes.max(1) as f64, None);
+    line(
+        "key agreement",
+        &|r| r.stats.key_agreement,
+        Some(real_stats.key_agreement),
+    );
+    line(
+        "pitch in scale",
+        &|r| r.stats.pitch_in_scale,
+        Some(real_stats.pitch_in_scale),
+    );
+    line(
+        "pitch-class entropy",
+        &|r| r.stats.pitch_class_entropy,
+        Some(real_stats.pitch_class_entropy),
+    );
+    line(
+        "empty-beat rate",
+        &|r| r.stats.empty_beat_rate,
+        Some(real_stats.empty_beat_rate),
+    );
+    line(
+        "notes per beat",
+        &|r| r.stats.notes_per_beat,
+        Some(real_stats.notes_per_beat),
+    );
+    line(
+        "polyphony",
+        &|r| r.stats.polyphony,
+        Some(real_stats.polyphony),
+    );
+    line(
+        "copy rate (8 notes)",
+        &|r| r.stats.copy_rate,
+        Some(real_stats.copy_rate),
+    );
     Ok(())
 }

@@ -74,6 +74,66 @@ pub struct StreamedNote {
     pub bars_done: u32,
 }
 
+/// Anything that scores the next token of a batch of sequences: the neural model, or the
+/// n-gram baselines of `continuo eval`. Rows of the returned matrix are unnormalised
+/// log-probabilities over the vocabulary.
+pub trait Scorer {
+    /// Reads the prompts (all the same length); scores of their next tokens.
+    fn start(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>>;
+    /// Appends one token per sequence (everything fed so far is in `fed`); next scores.
+    fn step(&mut self, next: &[u32], fed: &[Vec<u32>]) -> Result<Vec<Vec<f32>>>;
+    /// Longest context the scorer can read (the prompt is cut to half of it).
+    fn max_context(&self) -> Option<usize>;
+}
+
+/// The neural model as a [`Scorer`]: KV cache, batched variations, and a sliding window
+/// past the position table.
+pub struct ModelScorer<'a> {
+    model: &'a Model,
+    device: &'a Device,
+    cache: DecodeCache,
+}
+
+impl<'a> ModelScorer<'a> {
+    pub fn new(model: &'a Model, device: &'a Device) -> Self {
+        Self {
+            model,
+            device,
+            cache: model.new_cache(),
+        }
+    }
+}
+
+impl Scorer for ModelScorer<'_> {
+    fn start(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        self.cache = self.model.new_cache();
+        prefill(self.model, self.device, prompts, &mut self.cache)?.to_vec2()
+    }
+
+    fn step(&mut self, next: &[u32], fed: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        let max_ctx = self.model.max_context();
+        let needs_window = match (max_ctx, self.cache.len()) {
+            (Some(ctx), Some(len)) => len + 1 > ctx,
+            _ => false,
+        };
+        if needs_window {
+            // Slide: re-read the last half context, so decoding can go past the position table.
+            let keep = max_ctx.unwrap_or(0) / 2;
+            let windows: Vec<Vec<u32>> = fed
+                .iter()
+                .map(|h| h[h.len().saturating_sub(keep)..].to_vec())
+                .collect();
+            return self.start(&windows);
+        }
+        let ids = Tensor::from_vec(next.to_vec(), (next.len(), 1), self.device)?;
+        self.model.forward_cached(&ids, &mut self.cache)?.to_vec2()
+    }
+
+    fn max_context(&self) -> Option<usize> {
+        self.model.max_context()
+    }
+}
+
 /// Generates without streaming; see [`generate_streaming`].
 pub fn generate(
     model: &Model,
@@ -91,12 +151,22 @@ pub fn generate_streaming(
     device: &Device,
     primer: &Phrase,
     opts: &GenerateOptions,
+    on_note: impl FnMut(StreamedNote) -> bool,
+) -> Result<Generated> {
+    generate_with(&mut ModelScorer::new(model, device), primer, opts, on_note)
+}
+
+/// The sampling loop over any [`Scorer`]: grammar, key and range masks, temperature, top-p,
+/// a seeded RNG per variation, the bar budget.
+pub fn generate_with(
+    scorer: &mut dyn Scorer,
+    primer: &Phrase,
+    opts: &GenerateOptions,
     mut on_note: impl FnMut(StreamedNote) -> bool,
 ) -> Result<Generated> {
     let vocab = Vocab;
     let v = opts.variations.max(1);
-    let max_ctx = model.max_context();
-    let (prompt, start_bar, beats_per_bar) = prompt_tokens(primer, opts, max_ctx);
+    let (prompt, start_bar, beats_per_bar) = prompt_tokens(primer, opts, scorer.max_context());
     let start_beat = start_bar as f64 * beats_per_bar;
 
     let mut grammar = Grammar::new();
@@ -106,7 +176,7 @@ pub fn generate_streaming(
     // The prompt already opened the first continuation bar.
     let end_bars = grammar.bars_opened() + opts.bars - 1;
     let mut decoders: Vec<Decoder> = (0..v).map(|_| decoder_after(&prompt)).collect();
-    // What each variation sampled, and what was fed to the model (padding once it is done),
+    // What each variation sampled, and what was fed to the scorer (padding once it is done),
     // which keeps every row the same length for the sliding window.
     let mut history: Vec<Vec<u32>> = vec![prompt.clone(); v];
     let mut fed: Vec<Vec<u32>> = vec![prompt.clone(); v];
@@ -121,8 +191,7 @@ pub fn generate_streaming(
     let mut out: Vec<Vec<Note>> = vec![Vec::new(); v];
 
     let t0 = Instant::now();
-    let mut cache = model.new_cache();
-    let mut logits = prefill(model, device, &history, &mut cache)?;
+    let mut rows = scorer.start(&history)?;
     let prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
 
     let t1 = Instant::now();
@@ -135,7 +204,6 @@ pub fn generate_streaming(
     let downbeat = vocab.id(Token::Position(0));
     let mut cancelled = false;
     while !done.iter().all(|&d| d) && steps < max_steps && !cancelled {
-        let rows: Vec<Vec<f32>> = logits.to_vec2()?;
         let mut next = Vec::with_capacity(v);
         for i in 0..v {
             if done[i] {
@@ -188,23 +256,7 @@ pub fn generate_streaming(
         if done.iter().all(|&d| d) || cancelled {
             break;
         }
-        let needs_window = match (max_ctx, cache.len()) {
-            (Some(ctx), Some(len)) => len + 1 > ctx,
-            _ => false,
-        };
-        logits = if needs_window {
-            // Slide: re-read the last half context, so decoding can go past the position table.
-            let keep = max_ctx.unwrap_or(0) / 2;
-            let windows: Vec<Vec<u32>> = fed
-                .iter()
-                .map(|h| h[h.len().saturating_sub(keep)..].to_vec())
-                .collect();
-            cache = model.new_cache();
-            prefill(model, device, &windows, &mut cache)?
-        } else {
-            let ids = Tensor::from_vec(next, (v, 1), device)?;
-            model.forward_cached(&ids, &mut cache)?
-        };
+        rows = scorer.step(&next, &fed)?;
     }
     let ms_per_token = t1.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64;
     Ok(Generated {

@@ -1,8 +1,10 @@
 //! Held-out evaluation: negative log-likelihood, and musical statistics of continuations
 //! compared with the real ones.
 
+use super::copy::CopyIndex;
 use super::Piece;
-use crate::model::{generate, GenerateOptions, Model};
+use crate::model::sampler::{generate_with, Scorer};
+use crate::model::{GenerateOptions, Model};
 use crate::music::{detect_key, metrics, Phrase};
 use candle_core::{Device, Result, Tensor, D};
 use serde::Serialize;
@@ -66,10 +68,13 @@ pub struct MusicStats {
     pub notes_per_beat: f64,
     pub polyphony: f64,
     pub empty_beat_rate: f64,
+    /// Share of continuations that repeat a run of 8 notes of a training file.
+    pub copy_rate: f64,
 }
 
 #[derive(Default)]
 struct Accumulator {
+    copies: Vec<f64>,
     key: Vec<f64>,
     scale: Vec<f64>,
     entropy: Vec<f64>,
@@ -87,8 +92,18 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 impl Accumulator {
-    fn add(&mut self, primer: &Phrase, continuation: &Phrase, beats: f64) {
+    fn add(
+        &mut self,
+        primer: &Phrase,
+        continuation: &Phrase,
+        beats: f64,
+        copies: Option<&CopyIndex>,
+    ) {
         let notes = &continuation.notes;
+        if let Some(index) = copies {
+            self.copies
+                .push(if index.copies(notes) { 1.0 } else { 0.0 });
+        }
         let agree = metrics::key_agreement(&primer.notes, notes).unwrap_or(false);
         self.key.push(if agree { 1.0 } else { 0.0 });
         if let Some(k) = detect_key(&primer.notes) {
@@ -114,6 +129,7 @@ impl Accumulator {
             notes_per_beat: mean(&self.density),
             polyphony: mean(&self.poly),
             empty_beat_rate: mean(&self.empty),
+            copy_rate: mean(&self.copies),
         }
     }
 }
@@ -150,12 +166,13 @@ pub fn primer_cases(
     cases
 }
 
-/// Statistics of the model's continuations and of the real ones, over the same primers.
+/// Statistics of a scorer's continuations and of the real ones, over the same primers;
+/// with `copies`, also how often a continuation repeats 8 notes of a training file.
 pub fn continuation_stats(
-    model: &Model,
-    device: &Device,
+    scorer: &mut dyn Scorer,
     cases: &[PrimerCase],
     opts: &GenerateOptions,
+    copies: Option<&CopyIndex>,
 ) -> Result<(MusicStats, MusicStats)> {
     let mut generated = Accumulator::default();
     let mut real = Accumulator::default();
@@ -167,9 +184,9 @@ pub fn continuation_stats(
             variations: 1,
             ..opts.clone()
         };
-        let g = generate(model, device, &case.primer, &o)?;
-        generated.add(&case.primer, &g.variations[0], beats);
-        real.add(&case.primer, &case.real, beats);
+        let g = generate_with(scorer, &case.primer, &o, |_| true)?;
+        generated.add(&case.primer, &g.variations[0], beats, copies);
+        real.add(&case.primer, &case.real, beats, copies);
     }
     Ok((generated.stats(), real.stats()))
 }

@@ -1,5 +1,7 @@
 //! Training and evaluation on a folder of MIDI files.
 
+pub mod baselines;
+pub mod copy;
 pub mod dataset;
 pub mod eval;
 pub mod optim;
