@@ -81,6 +81,11 @@ impl Engine {
         self.playback.load(0, notes, length_beats, None);
     }
 
+    /// Plays the loaded phrase from host beat `start` (benchmarks, tests).
+    pub fn schedule_at(&mut self, start: f64) {
+        self.playback.schedule(start, 0, &mut self.events);
+    }
+
     /// The host deactivated or reset the plugin: nothing can be sent now, so every sounding
     /// note is released at the first sample of the next block.
     pub fn schedule_release(&mut self) {
@@ -248,5 +253,173 @@ impl Engine {
         if requests.try_send(self.primer).is_ok() {
             self.pending = Some((id, bt.next_line(at + START_MARGIN_BEATS, self.grid(s, bt))));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::messages::KeyLock;
+    use crate::music::Note;
+
+    fn settings() -> EngineSettings {
+        EngineSettings {
+            bypass: false,
+            trigger: TriggerMode::Auto,
+            silence_beats: 1.0,
+            trigger_note: 36,
+            generate_on: false,
+            pass_through: true,
+            quantize_to_bar: true,
+            looping: false,
+            channel: 0,
+            generation: GenerationSettings {
+                bars: 1,
+                temperature: 1.0,
+                top_p: 1.0,
+                seed: 0,
+                key_lock: KeyLock::Off,
+                low: 0,
+                high: 127,
+            },
+        }
+    }
+
+    struct Rig {
+        engine: Engine,
+        shared: Shared,
+        req: (Sender<PrimerSnapshot>, Receiver<PrimerSnapshot>),
+        chunks: (Sender<PhraseChunk>, Receiver<PhraseChunk>),
+        beat: f64,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            let shared = Shared::default();
+            shared.model_ready.store(true, Ordering::Relaxed);
+            Self {
+                engine: Engine::new(settings().generation),
+                shared,
+                req: crossbeam_channel::bounded(4),
+                chunks: crossbeam_channel::bounded(4),
+                beat: 0.0,
+            }
+        }
+
+        /// One 480-sample block at 48 kHz, 120 BPM (0.02 beats), with `inputs`.
+        fn block(&mut self, s: &EngineSettings, inputs: &[InputNote]) -> Vec<NoteEmit> {
+            let t = TransportInfo {
+                playing: true,
+                tempo: Some(120.0),
+                pos_beats: Some(self.beat),
+                time_sig: Some((4, 4)),
+                bar_start_beats: None,
+            };
+            let bt = self.engine.begin_block(&t, 480, 48_000.0, s);
+            for &n in inputs {
+                self.engine.input(n, s);
+            }
+            self.beat = bt.end_beat();
+            self.engine
+                .end_block(s, &self.req.0, &self.chunks.1, &self.shared)
+                .to_vec()
+        }
+
+        /// Loads a one-note phrase lasting a whole bar, playing from beat 0.
+        fn play_long_note(&mut self) {
+            let mut chunk = PhraseChunk::new(1, 4.0);
+            chunk.push(Note {
+                start: 0.0,
+                duration: 4.0,
+                pitch: 70,
+                velocity: 90,
+            });
+            chunk.finished = true;
+            self.engine.restore_phrase(chunk.notes(), 4.0);
+            self.engine.schedule_at(0.0);
+        }
+    }
+
+    fn on(pitch: u8) -> InputNote {
+        InputNote {
+            offset: 10,
+            channel: 0,
+            pitch,
+            velocity: 100,
+            on: true,
+        }
+    }
+
+    #[test]
+    fn changing_the_output_channel_releases_sounding_notes_on_the_old_channel() {
+        let mut r = Rig::new();
+        r.play_long_note();
+        let s = settings();
+        let first = r.block(&s, &[]);
+        assert_eq!(first.iter().filter(|e| e.on && e.pitch == 70).count(), 1);
+        let moved = EngineSettings { channel: 5, ..s };
+        let out = r.block(&moved, &[]);
+        assert!(
+            out.contains(&NoteEmit {
+                offset: 0,
+                channel: 0,
+                pitch: 70,
+                velocity: 0,
+                on: false
+            }),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn bypass_releases_the_phrase_and_passes_input_through() {
+        let mut r = Rig::new();
+        r.play_long_note();
+        r.block(&settings(), &[]);
+        let bypassed = EngineSettings {
+            bypass: true,
+            ..settings()
+        };
+        let out = r.block(&bypassed, &[on(60)]);
+        assert!(out.iter().any(|e| !e.on && e.pitch == 70), "{out:?}");
+        assert!(out.iter().any(|e| e.on && e.pitch == 60), "{out:?}");
+    }
+
+    #[test]
+    fn the_trigger_key_asks_for_a_phrase_and_is_not_passed_through() {
+        let mut r = Rig::new();
+        let s = EngineSettings {
+            trigger: TriggerMode::Key,
+            ..settings()
+        };
+        r.block(&s, &[on(60)]);
+        let out = r.block(&s, &[on(36)]);
+        assert!(out.iter().all(|e| e.pitch != 36), "{out:?}");
+        let primer = r.req.1.try_recv().expect("no request sent");
+        assert_eq!(
+            primer.notes().iter().map(|n| n.pitch).collect::<Vec<_>>(),
+            vec![60]
+        );
+    }
+
+    #[test]
+    fn without_a_model_notes_pass_through_and_nothing_is_requested() {
+        let mut r = Rig::new();
+        r.shared.model_ready.store(false, Ordering::Relaxed);
+        let s = settings();
+        let out = r.block(&s, &[on(60)]);
+        assert!(out.iter().any(|e| e.on && e.pitch == 60));
+        r.block(
+            &s,
+            &[InputNote {
+                on: false,
+                velocity: 0,
+                ..on(60)
+            }],
+        );
+        for _ in 0..200 {
+            r.block(&s, &[]);
+        }
+        assert!(r.req.1.try_recv().is_err());
     }
 }
