@@ -56,10 +56,11 @@ fn start_xvfb() -> Xvfb {
 fn the_editor_shows_primer_and_phrase_in_the_piano_roll() {
     let _xvfb = start_xvfb();
     let mut s = Session::new(48_000.0, 512);
-    s.speed = 2.0;
     s.set_param("Length", 2.0, 1.0);
-    s.play_triad_for_a_bar();
+    s.triad_then_phrase();
     s.run_until(16.0);
+    // From here the host keeps real time, so the editor's frames and the playhead move on.
+    s.speed = 1.0;
 
     let (conn, screen_num) = x11rb::connect(None).expect("connect to Xvfb");
     let screen = &conn.setup().roots[screen_num];

@@ -21,7 +21,7 @@ fn samples_at_120(beat: f64, rate: f64) -> u64 {
 fn triad_session(rate: f64, block: usize) -> Session {
     let mut s = Session::new(rate, block);
     s.set_param("Length", PHRASE_BARS, 1.0);
-    s.play_triad_for_a_bar();
+    s.triad_then_phrase();
     s.run_until(8.0 + PHRASE_BARS * 4.0 + 1.0);
     s
 }
@@ -111,7 +111,7 @@ fn a_tempo_change_mid_phrase_keeps_every_note_on_its_beat() {
     let reference = triad_session(RATE, BLOCK);
     let mut s = Session::new(RATE, BLOCK);
     s.set_param("Length", PHRASE_BARS, 1.0);
-    s.play_triad_for_a_bar();
+    s.triad_then_phrase();
     s.run_until(10.0);
     s.tempo = 90.0;
     s.run_until(17.0);
@@ -145,7 +145,7 @@ fn a_tempo_change_mid_phrase_keeps_every_note_on_its_beat() {
 fn a_loop_jump_releases_every_sounding_note_in_that_block() {
     let mut s = Session::new(RATE, BLOCK);
     s.set_param("Length", PHRASE_BARS, 1.0);
-    s.play_triad_for_a_bar();
+    s.triad_then_phrase();
     // Find a moment in the phrase when something sounds, then loop back to beat 8.
     let mut jumped_at = None;
     while s.beat < 16.0 {
@@ -185,7 +185,7 @@ fn a_loop_jump_releases_every_sounding_note_in_that_block() {
 fn a_transport_stop_releases_every_sounding_note_in_that_block() {
     let mut s = Session::new(RATE, BLOCK);
     s.set_param("Length", PHRASE_BARS, 1.0);
-    s.play_triad_for_a_bar();
+    s.triad_then_phrase();
     let bar3 = samples_at_120(8.0, RATE);
     while s.beat < 16.0 {
         s.process_block();
@@ -256,7 +256,7 @@ fn sample_rates_44_1_96_and_192_khz_give_the_same_notes_in_beats() {
 fn deactivating_releases_sounding_notes_at_the_next_block() {
     let mut s = Session::new(RATE, BLOCK);
     s.set_param("Length", PHRASE_BARS, 1.0);
-    s.play_triad_for_a_bar();
+    s.triad_then_phrase();
     let bar3 = samples_at_120(8.0, RATE);
     while s.beat < 16.0
         && (s.beat < 8.5 || sounding_before(&s.generated(bar3), s.sample).is_empty())
@@ -287,7 +287,7 @@ fn saved_state_restores_parameters_seed_and_last_phrase_in_a_fresh_instance() {
     let mut a = Session::new(RATE, BLOCK);
     a.set_param("Variation seed", 42.0, 0.0);
     a.set_param("Length", PHRASE_BARS, 1.0);
-    a.play_triad_for_a_bar();
+    a.triad_then_phrase();
     a.run_until(12.0);
     let saved = a.save_state();
     let text = String::from_utf8_lossy(&saved).into_owned();

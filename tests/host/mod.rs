@@ -92,7 +92,7 @@ pub struct Session {
     pub out: Vec<Out>,
     pending_in: Vec<(u32, bool, u8, u8)>,
     pending_params: Vec<(u32, f64)>,
-    /// Run this many times faster than real time (the worker works in wall-clock time).
+    /// Run at most this many times faster than real time (the editor test paces itself).
     pub speed: f64,
     started: Instant,
     simulated: f64,
@@ -127,7 +127,7 @@ impl Session {
         };
         let processor = instance.activate(|_, _| (), config).expect("activate");
         let processor = processor.start_processing().expect("start processing");
-        Session {
+        let mut session = Session {
             entry,
             instance,
             processor: Some(processor),
@@ -140,10 +140,12 @@ impl Session {
             out: Vec::new(),
             pending_in: Vec::new(),
             pending_params: Vec::new(),
-            speed: 1.0,
+            speed: 1.0e6,
             started: Instant::now(),
             simulated: 0.0,
-        }
+        };
+        session.wait_for_model();
+        session
     }
 
     pub fn description(&mut self) -> String {
@@ -314,6 +316,61 @@ impl Session {
             self.note(offset, false, k, 0);
         }
         self.process_block();
+    }
+
+    /// Id of the last phrase the worker finished, from the plugin's saved state (0: none).
+    pub fn last_phrase_id(&mut self) -> u64 {
+        let state = state_json(&self.save_state());
+        let session: serde_json::Value =
+            serde_json::from_str(state["fields"]["session"].as_str().unwrap_or("{}"))
+                .unwrap_or_default();
+        session["last_phrase"]["id"].as_u64().unwrap_or(0)
+    }
+
+    /// Stalls the audio thread (as a busy host may) until the worker has finished a phrase
+    /// newer than `after`, so that results do not depend on how fast this machine generates.
+    pub fn wait_for_phrase(&mut self, after: u64) -> u64 {
+        let t = Instant::now();
+        loop {
+            let id = self.last_phrase_id();
+            if id > after {
+                return id;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "no phrase generated within 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the worker has loaded its model (or failed to): a host keeps processing
+    /// meanwhile, but this one runs far faster than real time and would play before it.
+    pub fn wait_for_model(&mut self) -> String {
+        let t = Instant::now();
+        loop {
+            let state = state_json(&self.save_state());
+            let session: serde_json::Value =
+                serde_json::from_str(state["fields"]["session"].as_str().unwrap_or("{}"))
+                    .unwrap_or_default();
+            let status = session["model_status"].as_str().unwrap_or("").to_string();
+            if !status.is_empty() {
+                return status;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "the worker reported no model status within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The triad in bar 1, then the host runs on until the silence trigger has fired
+    /// (beat 5) and the phrase is ready.
+    pub fn triad_then_phrase(&mut self) {
+        self.play_triad_for_a_bar();
+        self.run_until(5.25);
+        self.wait_for_phrase(0);
     }
 
     pub fn save_state(&mut self) -> Vec<u8> {
