@@ -88,12 +88,12 @@ pub fn parse_midi(bytes: &[u8], path: &Path) -> Result<MidiSong, MidiFileError> 
         for event in track {
             tick += event.delta.as_int() as u64;
             match event.kind {
-                TrackEventKind::Meta(MetaMessage::TimeSignature(num, denom_pow, _, _)) => {
-                    // The first time signature names the bar length; later changes are rare
-                    // in the corpus and are treated as that bar length.
-                    if beats_per_bar.is_none() && num > 0 {
-                        beats_per_bar = Some(num as f64 * 4.0 / 2f64.powi(denom_pow as i32));
-                    }
+                // The first time signature names the bar length; later changes are rare in
+                // the corpus and are treated as that bar length.
+                TrackEventKind::Meta(MetaMessage::TimeSignature(num, denom_pow, _, _))
+                    if beats_per_bar.is_none() && num > 0 =>
+                {
+                    beats_per_bar = Some(num as f64 * 4.0 / 2f64.powi(denom_pow as i32));
                 }
                 TrackEventKind::Midi { channel, message } => {
                     let ch = channel.as_int();

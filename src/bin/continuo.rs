@@ -241,7 +241,7 @@ fn architecture(
     let vocab_size = Vocab.size();
     Ok(match arch {
         Arch::Transformer => {
-            if d_model % heads != 0 {
+            if !d_model.is_multiple_of(heads) {
                 bail!("--d-model {d_model} must be divisible by --heads {heads}");
             }
             Architecture::Transformer(transformer::Config {

@@ -121,7 +121,8 @@ impl Model {
 }
 
 impl DecodeCache {
-    pub fn len(&self) -> Option<usize> {
+    /// Positions held (transformer); `None` for the LSTM, whose state has no length.
+    pub fn positions(&self) -> Option<usize> {
         match self {
             DecodeCache::Transformer(c) => Some(c.len()),
             DecodeCache::Lstm(_) => None,

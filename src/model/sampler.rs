@@ -112,7 +112,7 @@ impl Scorer for ModelScorer<'_> {
 
     fn step(&mut self, next: &[u32], fed: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
         let max_ctx = self.model.max_context();
-        let needs_window = match (max_ctx, self.cache.len()) {
+        let needs_window = match (max_ctx, self.cache.positions()) {
             (Some(ctx), Some(len)) => len + 1 > ctx,
             _ => false,
         };
