@@ -72,6 +72,7 @@ pub struct Hooks {
 /// Owns the worker thread; dropping it stops the thread.
 pub struct Worker {
     commands: Sender<Command>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -87,6 +88,7 @@ impl Worker {
         let (req_tx, req_rx) = bounded(REQUEST_CAPACITY);
         let (chunk_tx, chunk_rx) = bounded(CHUNK_QUEUE);
         let (cmd_tx, cmd_rx) = commands;
+        let shared_for_drop = shared.clone();
         let thread = std::thread::Builder::new()
             .name("continuo-worker".into())
             .spawn(move || {
@@ -104,6 +106,7 @@ impl Worker {
         (
             Worker {
                 commands: cmd_tx,
+                shared: shared_for_drop,
                 thread: Some(thread),
             },
             AudioEnds {
@@ -121,6 +124,8 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
+        // A newer id makes a generation in progress stop at its next token.
+        self.shared.new_id();
         let _ = self.commands.send(Command::Shutdown);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
