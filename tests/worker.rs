@@ -11,10 +11,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn primer(shared: &Shared, bars: u32) -> PrimerSnapshot {
-    let settings = GenerationSettings { bars, temperature: 1.0, top_p: 1.0, seed: 5, key_lock: KeyLock::Off, low: 0, high: 127 };
+    let settings = GenerationSettings {
+        bars,
+        temperature: 1.0,
+        top_p: 1.0,
+        seed: 5,
+        key_lock: KeyLock::Off,
+        low: 0,
+        high: 127,
+    };
     let mut p = PrimerSnapshot::empty(settings);
     for (i, pitch) in [60, 64, 67].into_iter().enumerate() {
-        p.notes[i] = Note { start: 0.0, duration: 4.0, pitch, velocity: 100 };
+        p.notes[i] = Note {
+            start: 0.0,
+            duration: 4.0,
+            pitch,
+            velocity: 100,
+        };
     }
     p.len = 3;
     p.id = shared.new_id();
@@ -23,12 +36,19 @@ fn primer(shared: &Shared, bars: u32) -> PrimerSnapshot {
 
 fn spawn() -> (Arc<Shared>, Worker, continuo::worker::AudioEnds) {
     let shared = Arc::new(Shared::default());
-    let hooks = Hooks { on_model_loaded: Box::new(|_| {}), on_idea: Box::new(|_| {}) };
+    let hooks = Hooks {
+        on_model_loaded: Box::new(|_| {}),
+        on_idea: Box::new(|_| {}),
+    };
     let source = ModelSource::Folder(common::tiny_model_dir().to_owned());
     let (worker, ends) = Worker::spawn(shared.clone(), source, hooks, command_channel());
     let t = Instant::now();
     while !shared.model_ready.load(Ordering::Acquire) {
-        assert!(t.elapsed() < Duration::from_secs(30), "model not loaded: {:?}", shared.view().model);
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "model not loaded: {:?}",
+            shared.view().model
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     (shared, worker, ends)
@@ -61,9 +81,14 @@ fn a_phrase_streams_back_in_chunks_and_lands_in_the_history() {
     let chunks = collect_until_finished(&ends, p.id);
     let notes: usize = chunks.iter().map(|c| c.len).sum();
     assert!(notes > 0);
-    assert!(chunks.iter().all(|c| c.id == p.id && c.length_beats == 16.0));
+    assert!(chunks
+        .iter()
+        .all(|c| c.id == p.id && c.length_beats == 16.0));
     let view = shared.view();
-    assert_eq!(view.history.front().map(|i| (i.id, i.notes.len())), Some((p.id, notes)));
+    assert_eq!(
+        view.history.front().map(|i| (i.id, i.notes.len())),
+        Some((p.id, notes))
+    );
 }
 
 #[test]
@@ -79,6 +104,9 @@ fn a_newer_request_supersedes_the_one_in_flight() {
     let new = primer(&shared, 1);
     ends.requests.try_send(new).unwrap();
     let chunks = collect_until_finished(&ends, new.id);
-    assert!(!chunks.iter().any(|c| c.id == old.id && c.finished), "the superseded phrase was finished anyway");
+    assert!(
+        !chunks.iter().any(|c| c.id == old.id && c.finished),
+        "the superseded phrase was finished anyway"
+    );
     assert!(shared.view().history.iter().all(|i| i.id != old.id));
 }

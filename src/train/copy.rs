@@ -1,27 +1,45 @@
 //! Copy detection: does a continuation repeat a run of notes from a training file?
+//!
+//! A note here is its pitch, its onset distance from the previous note and its duration (on the
+//! token grid), so a copy is a literal repeat of melody and rhythm, not merely the same pitches.
+//! Transpositions are not counted.
 
 use super::Piece;
 use crate::music::Note;
+use crate::tokens::{quantize, TICKS_PER_BEAT};
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// Consecutive notes that count as a copy.
 pub const COPY_RUN: usize = 8;
 
-/// Every run of [`COPY_RUN`] consecutive pitches (in onset order) of the training pieces.
+/// Every run of [`COPY_RUN`] consecutive notes of the training pieces.
 pub struct CopyIndex {
     runs: HashSet<u64>,
 }
 
-fn pitches(notes: &[Note]) -> Vec<u8> {
-    let mut sorted = notes.to_vec();
-    crate::music::phrase::sort_notes(&mut sorted);
-    sorted.iter().map(|n| n.pitch).collect()
+/// (pitch, ticks since the previous onset, duration in ticks) in onset order.
+fn note_keys(notes: &[Note]) -> Vec<(u8, i64, i64)> {
+    let q = quantize(&crate::music::Phrase::new(notes.to_vec(), 4.0));
+    let tick = |b: f64| (b * TICKS_PER_BEAT as f64).round() as i64;
+    let mut prev = None;
+    q.notes
+        .iter()
+        .map(|n| {
+            let onset = tick(n.start);
+            let gap = prev.map_or(0, |p| onset - p);
+            prev = Some(onset);
+            (n.pitch, gap, tick(n.duration))
+        })
+        .collect()
 }
 
-fn run_hash(run: &[u8]) -> u64 {
+fn run_hash(run: &[(u8, i64, i64)]) -> u64 {
     let mut h = DefaultHasher::new();
-    run.hash(&mut h);
+    // The first note's gap depends on what came before the run: leave it out.
+    run[0].0.hash(&mut h);
+    run[0].2.hash(&mut h);
+    run[1..].hash(&mut h);
     h.finish()
 }
 
@@ -29,17 +47,53 @@ impl CopyIndex {
     pub fn new(pieces: &[Piece]) -> Self {
         let mut runs = HashSet::new();
         for p in pieces {
-            for w in pitches(&p.phrase.notes).windows(COPY_RUN) {
+            for w in note_keys(&p.phrase.notes).windows(COPY_RUN) {
                 runs.insert(run_hash(w));
             }
         }
         Self { runs }
     }
 
-    /// Whether `notes` contain a run of [`COPY_RUN`] pitches found in a training piece.
+    /// Whether `notes` contain a run of [`COPY_RUN`] notes found in a training piece.
     pub fn copies(&self, notes: &[Note]) -> bool {
-        pitches(notes)
+        note_keys(notes)
             .windows(COPY_RUN)
             .any(|w| self.runs.contains(&run_hash(w)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn scale(from: f64, pitches: &[u8], step: f64) -> Vec<Note> {
+        pitches
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| Note {
+                start: from + i as f64 * step,
+                duration: step,
+                pitch: p,
+                velocity: 80,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_literal_run_of_eight_notes_is_a_copy_and_other_rhythms_are_not() {
+        let tune = scale(0.0, &[60, 62, 64, 65, 67, 69, 71, 72, 74], 0.5);
+        let piece = Piece {
+            path: PathBuf::from("t.mid"),
+            phrase: crate::music::Phrase::new(tune, 4.0),
+            tokens: vec![],
+        };
+        let index = CopyIndex::new(&[piece]);
+        // The same eight notes later in time: a copy.
+        assert!(index.copies(&scale(3.0, &[62, 64, 65, 67, 69, 71, 72, 74], 0.5)));
+        // Same pitches, other rhythm: not a copy.
+        assert!(!index.copies(&scale(0.0, &[62, 64, 65, 67, 69, 71, 72, 74], 1.0)));
+        // Seven notes cannot be a copy.
+        assert!(!index.copies(&scale(0.0, &[62, 64, 65, 67, 69, 71, 72], 0.5)));
     }
 }
