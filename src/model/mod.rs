@@ -47,7 +47,7 @@ impl Architecture {
     pub fn describe(&self) -> String {
         match self {
             Architecture::Transformer(c) => format!(
-                "transformer {} layers, d{} , {} heads, ff {}, ctx {}",
+                "transformer {} layers, d{}, {} heads, ff {}, ctx {}",
                 c.n_layers, c.d_model, c.n_heads, c.d_ff, c.max_seq_len
             ),
             Architecture::Lstm(c) => {
