@@ -6,7 +6,7 @@ use crate::model::ops;
 use crate::model::{generate_streaming, Architecture, GenerateOptions, Model};
 use crate::music::{Note, Phrase};
 use crate::train::optim::AdamW;
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -52,29 +52,11 @@ fn train_step_seconds(
         Model::Transformer(m) => m.config().vocab_size,
         Model::Lstm(_) => crate::tokens::Vocab.size(),
     };
-    let mut opt = AdamW::new(
-        varmap
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        0.01,
-    )?;
+    let mut opt = AdamW::for_varmap(varmap, 0.01)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let mut step = |rng: &mut rand_chacha::ChaCha8Rng| -> Result<()> {
-        let ids = Tensor::from_vec(
-            random_ids(rng, batch * (seq_len + 1), vocab),
-            (batch, seq_len + 1),
-            device,
-        )?;
-        let input = ids.narrow(1, 0, seq_len)?;
-        let target = ids.narrow(1, 1, seq_len)?.flatten_all()?;
-        let logits = model.forward(&input)?;
-        let v = logits.dim(D::Minus1)?;
-        let loss =
-            crate::model::ops::cross_entropy(&logits.reshape((batch * seq_len, v))?, &target)?;
+        let ids = random_ids(rng, batch * (seq_len + 1), vocab);
+        let loss = crate::train::trainer::window_loss(model, ids, batch, seq_len, device)?;
         let grads = loss.backward()?;
         opt.step(&grads, 1e-4, 1.0)?;
         Ok(())

@@ -39,6 +39,18 @@ impl AdamW {
         })
     }
 
+    /// An optimizer for every variable of a `VarMap`.
+    pub fn for_varmap(varmap: &candle_nn::VarMap, weight_decay: f64) -> Result<Self> {
+        let vars = varmap
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Self::new(vars, weight_decay)
+    }
+
     /// Global L2 norm of all gradients.
     pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
         let mut total = 0f64;

@@ -84,16 +84,7 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
     let model = Model::new(&opts.architecture, vb)?;
-    let mut optimizer = AdamW::new(
-        varmap
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        opts.weight_decay,
-    )?;
+    let mut optimizer = AdamW::for_varmap(&varmap, opts.weight_decay)?;
 
     let ckpt = checkpoint_dir(&opts.out);
     let mut state = RunState::default();
@@ -175,15 +166,12 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
             break;
         }
         let lr = learning_rate(opts.lr, p, opts.warmup);
-        let batch = sampler.batch(opts.batch);
-        let ids = Tensor::from_vec(batch, (opts.batch, opts.seq_len + 1), device)?;
-        let input = ids.narrow(1, 0, opts.seq_len)?;
-        let target = ids.narrow(1, 1, opts.seq_len)?.flatten_all()?;
-        let logits = model.forward(&input)?;
-        let v = logits.dim(D::Minus1)?;
-        let loss = crate::model::ops::cross_entropy(
-            &logits.reshape((opts.batch * opts.seq_len, v))?,
-            &target,
+        let loss = window_loss(
+            &model,
+            sampler.batch(opts.batch),
+            opts.batch,
+            opts.seq_len,
+            device,
         )?;
         let grads = loss.backward()?;
         optimizer.step(&grads, lr, opts.clip)?;
@@ -280,6 +268,22 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
         &state.val_curve,
     )?;
     Ok(report)
+}
+
+/// Mean next-token cross-entropy of `batch` windows of `seq_len + 1` tokens (flattened ids).
+pub fn window_loss(
+    model: &Model,
+    ids: Vec<u32>,
+    batch: usize,
+    seq_len: usize,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    let ids = Tensor::from_vec(ids, (batch, seq_len + 1), device)?;
+    let input = ids.narrow(1, 0, seq_len)?;
+    let target = ids.narrow(1, 1, seq_len)?.flatten_all()?;
+    let logits = model.forward(&input)?;
+    let v = logits.dim(D::Minus1)?;
+    crate::model::ops::cross_entropy(&logits.reshape((batch * seq_len, v))?, &target)
 }
 
 fn val_loss(model: &Model, device: &Device, windows: &[Vec<u32>], batch: usize) -> Result<f64> {
