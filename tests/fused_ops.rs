@@ -1,7 +1,8 @@
 //! Every fused kernel against the plain candle composition it replaces, on random inputs:
 //! values and gradients agree to a relative error of 1e-4 (f32).
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Module, Tensor, Var};
+use candle_nn::Linear;
 use continuo::model::ops;
 use std::sync::Mutex;
 
@@ -104,6 +105,46 @@ fn cross_entropy_matches_the_composition() {
     check("cross-entropy", std::slice::from_ref(&logits), || {
         ops::cross_entropy(&logits, &targets).unwrap()
     });
+}
+
+#[test]
+fn bias_add_in_linear_matches_the_composition() {
+    let dev = Device::Cpu;
+    let x = Var::randn(0f32, 1.0, (3, 19, 24), &dev).unwrap();
+    let w = Var::randn(0f32, 0.3, (40, 24), &dev).unwrap();
+    let b = Var::randn(0f32, 0.3, 40, &dev).unwrap();
+    let layer = Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()));
+    check("linear", &[x.clone(), w.clone(), b.clone()], || {
+        ops::linear(&x, &layer).unwrap()
+    });
+}
+
+#[test]
+fn linear_as_one_matmul_matches_candles_linear() {
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    ops::set_fused(true);
+    let dev = Device::Cpu;
+    let x = Var::randn(0f32, 1.0, (4, 9, 16), &dev).unwrap();
+    let w = Var::randn(0f32, 0.3, (12, 16), &dev).unwrap();
+    let b = Var::randn(0f32, 0.3, 12, &dev).unwrap();
+    let layer = Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()));
+    let proj = Tensor::randn(0f32, 1.0, (4, 9, 12), &dev).unwrap();
+    let run = |y: Tensor| {
+        let grads = (&y * &proj).unwrap().sum_all().unwrap().backward().unwrap();
+        let g: Vec<Tensor> = [&x, &w, &b]
+            .iter()
+            .map(|v| grads.get(v).expect("no gradient").clone())
+            .collect();
+        (y, g)
+    };
+    let (ours, g_ours) = run(ops::linear(&x, &layer).unwrap());
+    let (theirs, g_theirs) = run(layer.forward(&x).unwrap());
+    assert_eq!(ours.dims(), theirs.dims());
+    assert!(rel_err(&ours, &theirs) <= 1e-4);
+    for (i, (a, b)) in g_ours.iter().zip(&g_theirs).enumerate() {
+        let e = rel_err(a, b);
+        assert!(e <= 1e-4, "gradient {i} rel err {e}");
+    }
 }
 
 #[test]

@@ -64,7 +64,6 @@ pub enum Model {
 }
 
 /// What a model remembers of the tokens it has been fed.
-#[derive(Clone)]
 pub enum DecodeCache {
     Transformer(transformer::KvCache),
     Lstm(lstm::LstmCache),

@@ -43,17 +43,38 @@ impl LayerNorm {
     }
 }
 
-/// Keys and values of every past position, per layer: (batch, heads, time, head_dim).
-#[derive(Clone, Default)]
+/// Keys and values of every past position, per layer, in buffers of (batch, heads,
+/// max_seq_len, head_dim) allocated once: each step writes its row in place instead of
+/// concatenating (which copied the whole cache and allocated a new one every token).
+#[derive(Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<Option<LayerCache>>,
+}
+
+struct LayerCache {
+    k: Tensor,
+    v: Tensor,
+    len: usize,
+}
+
+impl LayerCache {
+    /// Appends `k`, `v` (batch, heads, t, head_dim); returns every position held so far.
+    fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.k.slice_set(k, 2, self.len)?;
+        self.v.slice_set(v, 2, self.len)?;
+        self.len += k.dim(2)?;
+        Ok((
+            self.k.narrow(2, 0, self.len)?,
+            self.v.narrow(2, 0, self.len)?,
+        ))
+    }
 }
 
 impl KvCache {
     /// Positions already held.
     pub fn len(&self) -> usize {
         match self.layers.first() {
-            Some(Some((k, _))) => k.dim(2).unwrap_or(0),
+            Some(Some(c)) => c.len,
             _ => 0,
         }
     }
@@ -68,38 +89,44 @@ struct Attention {
     out: Linear,
     n_heads: usize,
     head_dim: usize,
+    max_seq_len: usize,
 }
 
 impl Attention {
     fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             qkv: linear(cfg.d_model, 3 * cfg.d_model, vb.pp("qkv"))?,
+            max_seq_len: cfg.max_seq_len,
             out: linear(cfg.d_model, cfg.d_model, vb.pp("out"))?,
             n_heads: cfg.n_heads,
             head_dim: cfg.head_dim(),
         })
     }
 
-    fn forward(&self, x: &Tensor, cache: Option<&mut Option<(Tensor, Tensor)>>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, cache: Option<&mut Option<LayerCache>>) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
-        let qkv = self
-            .qkv
-            .forward(x)?
+        let qkv = ops::linear(x, &self.qkv)?
             .reshape((b, t, 3, self.n_heads, self.head_dim))?
             .permute((2, 0, 3, 1, 4))?;
         let q = qkv.get(0)?.contiguous()?;
         let mut k = qkv.get(1)?.contiguous()?;
         let mut v = qkv.get(2)?.contiguous()?;
         if let Some(slot) = cache {
-            if let Some((pk, pv)) = slot.as_ref() {
-                k = Tensor::cat(&[pk, &k], 2)?;
-                v = Tensor::cat(&[pv, &v], 2)?;
+            if slot.is_none() {
+                let shape = (b, self.n_heads, self.max_seq_len, self.head_dim);
+                *slot = Some(LayerCache {
+                    k: Tensor::zeros(shape, k.dtype(), k.device())?,
+                    v: Tensor::zeros(shape, v.dtype(), v.device())?,
+                    len: 0,
+                });
             }
-            *slot = Some((k.clone(), v.clone()));
+            if let Some(c) = slot.as_mut() {
+                (k, v) = c.append(&k, &v)?;
+            }
         }
         let y = ops::causal_attention(&q, &k, &v)?;
         let y = y.transpose(1, 2)?.reshape((b, t, d))?;
-        self.out.forward(&y)
+        ops::linear(&y, &self.out)
     }
 }
 
@@ -117,7 +144,7 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.down.forward(&ops::gelu(&self.up.forward(x)?)?)
+        ops::linear(&ops::gelu(&ops::linear(x, &self.up)?)?, &self.down)
     }
 }
 
@@ -138,7 +165,7 @@ impl Block {
         })
     }
 
-    fn forward(&self, x: &Tensor, cache: Option<&mut Option<(Tensor, Tensor)>>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, cache: Option<&mut Option<LayerCache>>) -> Result<Tensor> {
         let x = (x + self.attn.forward(&self.ln1.forward(x)?, cache)?)?;
         &x + self.mlp.forward(&self.ln2.forward(&x)?)?
     }
@@ -179,7 +206,7 @@ impl Transformer {
     /// Feeds `ids` (batch, time) after what `cache` holds; logits of the last position (batch, vocab).
     pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         if cache.layers.len() != self.blocks.len() {
-            cache.layers = vec![None; self.blocks.len()];
+            cache.layers = (0..self.blocks.len()).map(|_| None).collect();
         }
         let offset = cache.len();
         let h = self.hidden(ids, offset, Some(cache))?;
@@ -244,4 +271,59 @@ pub fn parameter_count(cfg: &Config) -> usize {
         + (d * cfg.d_ff + cfg.d_ff)
         + (cfg.d_ff * d + d);
     cfg.vocab_size * d + cfg.max_seq_len * d + cfg.n_layers * block + 2 * d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, IndexOp};
+    use candle_nn::VarMap;
+
+    #[test]
+    fn cached_decoding_matches_the_full_forward_up_to_the_last_position() {
+        let dev = Device::Cpu;
+        let cfg = Config {
+            vocab_size: 31,
+            d_model: 32,
+            n_layers: 2,
+            n_heads: 4,
+            d_ff: 64,
+            max_seq_len: 12,
+        };
+        let vm = VarMap::new();
+        let model = Transformer::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+        let ids: Vec<u32> = (0..24u32).map(|i| (i * 7 + 3) % 31).collect();
+        let ids = Tensor::from_vec(ids, (2, 12), &dev).unwrap();
+        let full = model.forward(&ids).unwrap();
+
+        let mut cache = KvCache::default();
+        // A prefill of 5 positions, then one position at a time until the table is full.
+        let first = model
+            .forward_cached(&ids.i((.., ..5)).unwrap(), &mut cache)
+            .unwrap();
+        let mut rows = vec![(4, first)];
+        for t in 5..12 {
+            let logits = model
+                .forward_cached(&ids.i((.., t..t + 1)).unwrap(), &mut cache)
+                .unwrap();
+            rows.push((t, logits));
+        }
+        assert_eq!(cache.len(), 12);
+        for (t, cached) in rows {
+            let want = full.i((.., t)).unwrap();
+            let err = (&cached - &want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(err < 1e-4, "position {t}: max abs difference {err}");
+        }
+        // One more position does not fit the table: an error, not a panic.
+        assert!(model
+            .forward_cached(&ids.i((.., 0..1)).unwrap(), &mut cache)
+            .is_err());
+    }
 }
