@@ -187,6 +187,9 @@ struct EvalArgs {
     /// Also evaluate unigram and 4-gram baselines counted from the training split.
     #[arg(long)]
     baselines: bool,
+    /// Restrict continuations to the primer's key (the plugin's "Key lock: From primer").
+    #[arg(long)]
+    key_lock: bool,
 }
 
 fn positive_f32(s: &str) -> Result<f32, String> {
@@ -515,6 +518,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         &cases,
         &opts,
         Some(&copies),
+        a.key_lock,
     )?;
     let mut rows = vec![EvalRow {
         name: "model".into(),
@@ -531,7 +535,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
             );
             let mut m = NGram::count(&train_stream, order);
             let (t, c) = m.nll(scored);
-            let (stats, _) = continuation_stats(&mut m, &cases, &opts, Some(&copies))?;
+            let (stats, _) = continuation_stats(&mut m, &cases, &opts, Some(&copies), a.key_lock)?;
             rows.push(EvalRow {
                 name: name.into(),
                 nll_total: t,
@@ -564,6 +568,9 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         "copy_rate_real": real_stats.copy_rate,
         "n_files": corpus.validation.len(),
         "n_primers": cases.len(),
+        "temperature": a.temperature,
+        "top_p": a.top_p,
+        "key_lock": a.key_lock,
     });
     if a.baselines {
         report["baselines"] = rows[1..]

@@ -167,12 +167,15 @@ pub fn primer_cases(
 }
 
 /// Statistics of a scorer's continuations and of the real ones, over the same primers;
-/// with `copies`, also how often a continuation repeats 8 notes of a training file.
+/// with `copies`, also how often a continuation repeats 8 notes of a training file. With
+/// `key_from_primer`, pitches are restricted to each primer's detected key, as the plugin's
+/// "Key lock: From primer" does.
 pub fn continuation_stats(
     scorer: &mut dyn Scorer,
     cases: &[PrimerCase],
     opts: &GenerateOptions,
     copies: Option<&CopyIndex>,
+    key_from_primer: bool,
 ) -> Result<(MusicStats, MusicStats)> {
     let mut generated = Accumulator::default();
     let mut real = Accumulator::default();
@@ -182,6 +185,11 @@ pub fn continuation_stats(
         let o = GenerateOptions {
             seed: opts.seed.wrapping_add(i as u64),
             variations: 1,
+            key: if key_from_primer {
+                detect_key(&case.primer.notes)
+            } else {
+                opts.key
+            },
             ..opts.clone()
         };
         let g = generate_with(scorer, &case.primer, &o, |_| true)?;

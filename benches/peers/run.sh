@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Continuo against its peers, measured back to back in one run on this machine; prints a
+# table of ratios (ours / peer). Only run when asked: CI does not (it needs PyPI and ~1 GB).
+#   bash benches/peers/run.sh            # venv in target/peers-venv (override: PEERS_VENV)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+venv=${PEERS_VENV:-target/peers-venv}
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --upgrade pip
+    "$venv/bin/pip" install -q -r benches/peers/requirements.txt
+fi
+cargo build --release --quiet
+ours=$(./target/release/continuo bench --json --steps "${STEPS:-3}")
+keras=$("$venv/bin/python" benches/peers/keras_peer.py --steps "${STEPS:-3}" 2>/dev/null)
+onnx=$("$venv/bin/python" benches/peers/onnx_peer.py --model models/default)
+"$venv/bin/python" benches/peers/compare.py "$ours" "$keras" "$onnx"
