@@ -25,6 +25,8 @@ pub struct BenchReport {
     pub infer_ms_per_token_ctx64: f64,
     pub infer_ms_per_token_ctx256: f64,
     pub infer_ms_per_token_ctx512: f64,
+    /// Cached decoding at context 256 on every core instead of the one-thread decode pool.
+    pub infer_ms_per_token_ctx256_all_threads: f64,
     pub infer_ms_per_token_nocache_ctx64: f64,
     pub infer_ms_per_token_nocache_ctx256: f64,
     pub infer_ms_per_token_nocache_ctx512: f64,
@@ -69,14 +71,26 @@ fn train_step_seconds(
     Ok(t.elapsed().as_secs_f64() / steps as f64)
 }
 
-/// ms per decoded token at batch 1 after a context of `ctx` tokens, with or without cache.
+/// How `decode_ms` feeds each token.
+#[derive(Clone, Copy, PartialEq)]
+enum Decoding {
+    /// `Model::decode_step`: KV cache, one-thread pool (what the sampler does).
+    Cached,
+    /// KV cache on the global pool (every core).
+    CachedAllThreads,
+    /// The whole context again for every token.
+    NoCache,
+}
+
+/// ms per decoded token at batch 1 after a context of `ctx` tokens.
 fn decode_ms(
     model: &Model,
     ctx: usize,
     tokens: usize,
-    cached: bool,
+    how: Decoding,
     device: &Device,
 ) -> Result<f64> {
+    let cached = how != Decoding::NoCache;
     let vocab = crate::tokens::Vocab.size();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
     let prompt = random_ids(&mut rng, ctx - tokens, vocab);
@@ -92,8 +106,11 @@ fn decode_ms(
     for _ in 0..tokens {
         let next = rng.gen_range(4..vocab as u32);
         all.push(next);
-        let logits = if cached {
-            model.forward_cached(&Tensor::from_vec(vec![next], (1, 1), device)?, &mut cache)?
+        let ids = Tensor::from_vec(vec![next], (1, 1), device)?;
+        let logits = if how == Decoding::Cached {
+            model.decode_step(&ids, &mut cache)?
+        } else if cached {
+            model.forward_cached(&ids, &mut cache)?
         } else {
             model.forward_last(&Tensor::from_vec(all.clone(), (1, all.len()), device)?)?
         };
@@ -142,14 +159,17 @@ pub fn run(
     let ctx_max = arch.max_context().unwrap_or(512);
     let ctx = |c: usize| c.min(ctx_max);
     let n = 32;
+    // Warm-up: starts the decode pool's thread and faults in the cache buffers.
+    decode_ms(&model, ctx(64), 8, Decoding::Cached, device)?;
     let cached: Vec<f64> = [64, 256, 512]
         .iter()
-        .map(|&c| decode_ms(&model, ctx(c), n, true, device))
+        .map(|&c| decode_ms(&model, ctx(c), n, Decoding::Cached, device))
         .collect::<Result<_>>()?;
     let uncached: Vec<f64> = [64, 256, 512]
         .iter()
-        .map(|&c| decode_ms(&model, ctx(c), 8, false, device))
+        .map(|&c| decode_ms(&model, ctx(c), 8, Decoding::NoCache, device))
         .collect::<Result<_>>()?;
+    let all_threads_256 = decode_ms(&model, ctx(256), n, Decoding::CachedAllThreads, device)?;
 
     let vocab = crate::tokens::Vocab.size();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
@@ -190,6 +210,7 @@ pub fn run(
         infer_ms_per_token_ctx64: cached[0],
         infer_ms_per_token_ctx256: cached[1],
         infer_ms_per_token_ctx512: cached[2],
+        infer_ms_per_token_ctx256_all_threads: all_threads_256,
         infer_ms_per_token_nocache_ctx64: uncached[0],
         infer_ms_per_token_nocache_ctx256: uncached[1],
         infer_ms_per_token_nocache_ctx512: uncached[2],

@@ -94,3 +94,48 @@ pub fn parameter_count(cfg: &Config) -> usize {
     }
     n
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, IndexOp};
+    use candle_nn::VarMap;
+
+    #[test]
+    fn stepping_with_the_cache_matches_the_full_forward() {
+        let dev = Device::Cpu;
+        let cfg = Config {
+            vocab_size: 23,
+            d_embed: 8,
+            hidden: 16,
+            n_layers: 2,
+        };
+        let vm = VarMap::new();
+        let model = Lstm::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+        let ids: Vec<u32> = (0..20u32).map(|i| (i * 5 + 1) % 23).collect();
+        let ids = Tensor::from_vec(ids, (2, 10), &dev).unwrap();
+        let full = model.forward(&ids).unwrap();
+        let mut cache = LstmCache::default();
+        let mut got = vec![model
+            .forward_cached(&ids.i((.., ..4)).unwrap(), &mut cache)
+            .unwrap()];
+        for t in 4..10 {
+            got.push(
+                model
+                    .forward_cached(&ids.i((.., t..t + 1)).unwrap(), &mut cache)
+                    .unwrap(),
+            );
+        }
+        for (logits, t) in got.iter().zip(3..10) {
+            let err = (logits - full.i((.., t)).unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(err < 1e-5, "position {t}: max abs difference {err}");
+        }
+    }
+}

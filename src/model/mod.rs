@@ -111,12 +111,37 @@ impl Model {
         }
     }
 
+    /// [`Model::forward_cached`] for a step of one token per row, on a single thread (see
+    /// [`decode_pool`]).
+    pub fn decode_step(&self, ids: &Tensor, cache: &mut DecodeCache) -> Result<Tensor> {
+        match decode_pool() {
+            Some(pool) => pool.install(|| self.forward_cached(ids, cache)),
+            None => self.forward_cached(ids, cache),
+        }
+    }
+
     /// Logits of the last position of `ids` without any cache (re-reads the whole context).
     pub fn forward_last(&self, ids: &Tensor) -> Result<Tensor> {
         let logits = self.forward(ids)?;
         let t = logits.dim(1)?;
         logits.narrow(1, t - 1, 1)?.squeeze(1)
     }
+}
+
+/// A one-thread pool for decoding steps. A step's matrices are a few hundred kilobytes: split
+/// over two cores, each matmul and kernel costs more in hand-offs than it saves (measured by
+/// `continuo bench`), and in a DAW the other core belongs to the audio. Prefill and training
+/// keep every core. `None` if the thread cannot be started (decoding then uses the global pool).
+pub fn decode_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "continuo-decode".into())
+            .build()
+            .ok()
+    })
+    .as_ref()
 }
 
 impl DecodeCache {

@@ -262,24 +262,14 @@ pub fn fast_tanh(x: f32) -> f32 {
         2.000_188e-13,
         -2.760_768_5e-16,
     ];
-    const B: [f32; 4] = [
-        4.893_525e-3,
-        2.268_434_6e-3,
-        1.185_347_1e-4,
-        1.198_258_4e-6,
-    ];
+    const B: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347_1e-4, 1.198_258_4e-6];
+    // Plain multiply-adds, not `mul_add`: without the FMA target feature that is a libm call.
     let x = x.clamp(-CLAMP, CLAMP);
     let x2 = x * x;
-    let p = A[6];
-    let p = p.mul_add(x2, A[5]);
-    let p = p.mul_add(x2, A[4]);
-    let p = p.mul_add(x2, A[3]);
-    let p = p.mul_add(x2, A[2]);
-    let p = p.mul_add(x2, A[1]);
-    let p = p.mul_add(x2, A[0]) * x;
-    let q = B[3].mul_add(x2, B[2]);
-    let q = q.mul_add(x2, B[1]);
-    let q = q.mul_add(x2, B[0]);
+    let p = ((((((A[6] * x2 + A[5]) * x2 + A[4]) * x2 + A[3]) * x2 + A[2]) * x2 + A[1]) * x2
+        + A[0])
+        * x;
+    let q = ((B[3] * x2 + B[2]) * x2 + B[1]) * x2 + B[0];
     p / q
 }
 

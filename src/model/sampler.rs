@@ -126,7 +126,7 @@ impl Scorer for ModelScorer<'_> {
             return self.start(&windows);
         }
         let ids = Tensor::from_vec(next.to_vec(), (next.len(), 1), self.device)?;
-        self.model.forward_cached(&ids, &mut self.cache)?.to_vec2()
+        self.model.decode_step(&ids, &mut self.cache)?.to_vec2()
     }
 
     fn max_context(&self) -> Option<usize> {
