@@ -15,3 +15,4 @@ ours=$(./target/release/continuo bench --json --steps "${STEPS:-3}")
 keras=$("$venv/bin/python" benches/peers/keras_peer.py --steps "${STEPS:-3}" 2>/dev/null)
 onnx=$("$venv/bin/python" benches/peers/onnx_peer.py --model models/default)
 "$venv/bin/python" benches/peers/compare.py "$ours" "$keras" "$onnx"
+printf '\nraw figures:\n%s\n%s\n%s\n' "$ours" "$keras" "$onnx"
