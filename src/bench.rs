@@ -90,13 +90,12 @@ fn decode_ms(
     how: Decoding,
     device: &Device,
 ) -> Result<f64> {
-    let cached = how != Decoding::NoCache;
     let vocab = crate::tokens::Vocab.size();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
     let prompt = random_ids(&mut rng, ctx - tokens, vocab);
     let mut cache = model.new_cache();
     let mut all = prompt.clone();
-    if cached {
+    if how != Decoding::NoCache {
         model.forward_cached(
             &Tensor::from_vec(prompt, (1, ctx - tokens), device)?,
             &mut cache,
@@ -107,12 +106,12 @@ fn decode_ms(
         let next = rng.gen_range(4..vocab as u32);
         all.push(next);
         let ids = Tensor::from_vec(vec![next], (1, 1), device)?;
-        let logits = if how == Decoding::Cached {
-            model.decode_step(&ids, &mut cache)?
-        } else if cached {
-            model.forward_cached(&ids, &mut cache)?
-        } else {
-            model.forward_last(&Tensor::from_vec(all.clone(), (1, all.len()), device)?)?
+        let logits = match how {
+            Decoding::Cached => model.decode_step(&ids, &mut cache)?,
+            Decoding::CachedAllThreads => model.forward_cached(&ids, &mut cache)?,
+            Decoding::NoCache => {
+                model.forward_last(&Tensor::from_vec(all.clone(), (1, all.len()), device)?)?
+            }
         };
         let _ = logits.to_vec2::<f32>()?;
     }

@@ -127,14 +127,7 @@ mod tests {
             );
         }
         for (logits, t) in got.iter().zip(3..10) {
-            let err = (logits - full.i((.., t)).unwrap())
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let err = crate::model::max_abs_diff(logits, &full.i((.., t)).unwrap());
             assert!(err < 1e-5, "position {t}: max abs difference {err}");
         }
     }

@@ -144,6 +144,14 @@ pub fn decode_pool() -> Option<&'static rayon::ThreadPool> {
     .as_ref()
 }
 
+/// Largest absolute difference between two tensors of one shape (the models' tests).
+#[cfg(test)]
+pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+        .expect("tensors of one shape")
+}
+
 impl DecodeCache {
     /// Positions held (transformer); `None` for the LSTM, whose state has no length.
     pub fn positions(&self) -> Option<usize> {

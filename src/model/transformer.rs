@@ -311,14 +311,7 @@ mod tests {
         assert_eq!(cache.len(), 12);
         for (t, cached) in rows {
             let want = full.i((.., t)).unwrap();
-            let err = (&cached - &want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let err = crate::model::max_abs_diff(&cached, &want);
             assert!(err < 1e-4, "position {t}: max abs difference {err}");
         }
         // One more position does not fit the table: an error, not a panic.
