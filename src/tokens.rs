@@ -6,8 +6,15 @@
 //! [`TICKS_PER_BEAT`] per beat, which holds 16ths (3 ticks) and 8th/16th triplets (4, 2 ticks).
 //! The [`Vocab`] owns every token id; nothing else computes ids by hand. The [`Grammar`] is the
 //! state machine of well-formed sequences, used both to check and to mask sampling.
+//!
+//! A sequence fed to a model starts with one *key prefix*: `Key(k)` names the key the music
+//! is in (as [`detect_key`] hears it), `AnyKey` says nothing. Training draws it from each
+//! window's own notes, generation from the primer, so a model learns to stay in the key it
+//! is given. The prefix is conditioning, not music: the grammar accepts it before `BOS` and
+//! the decoder skips it.
 
-use crate::music::{Note, Phrase};
+use crate::music::key::key_from_histogram;
+use crate::music::{Key, Note, Phrase};
 use sha2::{Digest, Sha256};
 
 /// Grid resolution in ticks per beat (quarter note).
@@ -24,7 +31,7 @@ pub const DURATION_TICKS: [u32; 27] = [
     144, 192,
 ];
 /// Bump when the meaning of any id changes; models record it and are refused on mismatch.
-pub const VOCAB_VERSION: u32 = 1;
+pub const VOCAB_VERSION: u32 = 2;
 
 /// One event of the vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,6 +49,10 @@ pub enum Token {
     Velocity(u8),
     /// Index into [`DURATION_TICKS`].
     Duration(u8),
+    /// Key prefix: [`Key::index`], 0..24.
+    Key(u8),
+    /// Key prefix that names no key.
+    AnyKey,
 }
 
 const PAD: u32 = 0;
@@ -53,7 +64,9 @@ const POSITION0: u32 = METER0 + MAX_BAR_EIGHTHS;
 const PITCH0: u32 = POSITION0 + MAX_BAR_TICKS;
 const VELOCITY0: u32 = PITCH0 + 128;
 const DURATION0: u32 = VELOCITY0 + VELOCITY_LEVELS.len() as u32;
-const VOCAB_SIZE: u32 = DURATION0 + DURATION_TICKS.len() as u32;
+const KEY0: u32 = DURATION0 + DURATION_TICKS.len() as u32;
+const ANY_KEY: u32 = KEY0 + 24;
+const VOCAB_SIZE: u32 = ANY_KEY + 1;
 
 /// The vocabulary: token ⇄ id, its size, version and a hash of its layout.
 #[derive(Debug, Clone, Copy, Default)]
@@ -92,6 +105,8 @@ impl Vocab {
             Token::Pitch(p) => PITCH0 + p as u32,
             Token::Velocity(v) => VELOCITY0 + v as u32,
             Token::Duration(d) => DURATION0 + d as u32,
+            Token::Key(k) => KEY0 + k as u32,
+            Token::AnyKey => ANY_KEY,
         }
     }
 
@@ -105,7 +120,9 @@ impl Vocab {
             i if i < PITCH0 => Token::Position((i - POSITION0) as u8),
             i if i < VELOCITY0 => Token::Pitch((i - PITCH0) as u8),
             i if i < DURATION0 => Token::Velocity((i - VELOCITY0) as u8),
-            i if i < VOCAB_SIZE => Token::Duration((i - DURATION0) as u8),
+            i if i < KEY0 => Token::Duration((i - DURATION0) as u8),
+            i if i < ANY_KEY => Token::Key((i - KEY0) as u8),
+            ANY_KEY => Token::AnyKey,
             _ => return None,
         })
     }
@@ -120,6 +137,39 @@ impl Vocab {
         (PITCH0..VELOCITY0)
             .contains(&id)
             .then(|| (id - PITCH0) as u8)
+    }
+
+    /// The key prefix for `key` (`AnyKey` for none).
+    pub fn key_prefix(&self, key: Option<Key>) -> u32 {
+        key.map_or(ANY_KEY, |k| KEY0 + k.index() as u32)
+    }
+
+    pub fn is_key_prefix(&self, id: u32) -> bool {
+        (KEY0..=ANY_KEY).contains(&id)
+    }
+
+    /// The key [`detect_key`](crate::music::detect_key) hears in the notes of a token slice,
+    /// which may start and end anywhere inside pieces: each `Pitch` counts for the
+    /// `Duration` that follows it.
+    pub fn key_of_tokens(&self, ids: &[u32]) -> Option<Key> {
+        let mut histogram = [0.0; 12];
+        let mut pitch = None;
+        let mut any = false;
+        for &id in ids {
+            if let Some(p) = self.pitch_of(id) {
+                pitch = Some(p);
+            } else if (DURATION0..KEY0).contains(&id) {
+                if let Some(p) = pitch.take() {
+                    let beats =
+                        DURATION_TICKS[(id - DURATION0) as usize] as f64 / TICKS_PER_BEAT as f64;
+                    histogram[(p % 12) as usize] += beats.max(0.05);
+                    any = true;
+                }
+            } else if !(VELOCITY0..DURATION0).contains(&id) {
+                pitch = None;
+            }
+        }
+        any.then(|| key_from_histogram(&histogram))
     }
 
     /// Encodes a phrase, quantized to the grid. With `close`, ends with EOS.
@@ -354,7 +404,7 @@ impl Grammar {
 
     pub fn allows(&self, id: u32) -> bool {
         match self.stage {
-            Stage::Start => id == BOS,
+            Stage::Start => id == BOS || (KEY0..=ANY_KEY).contains(&id),
             Stage::AfterBos => (METER0..POSITION0).contains(&id),
             Stage::AfterMeter => id == BAR,
             Stage::BarOpen => {
@@ -362,7 +412,7 @@ impl Grammar {
             }
             Stage::AfterPosition => (PITCH0..VELOCITY0).contains(&id),
             Stage::AfterPitch => (VELOCITY0..DURATION0).contains(&id),
-            Stage::AfterVelocity => (DURATION0..VOCAB_SIZE).contains(&id),
+            Stage::AfterVelocity => (DURATION0..KEY0).contains(&id),
             Stage::AfterDuration => {
                 id == BAR
                     || id == EOS
@@ -386,6 +436,8 @@ impl Grammar {
         debug_assert!(self.allows(id), "token {id} not allowed in {self:?}");
         match id {
             BOS => self.stage = Stage::AfterBos,
+            // The key prefix conditions what follows; the sequence still starts at BOS.
+            KEY0..=ANY_KEY => {}
             EOS | PAD => self.stage = Stage::Ended,
             BAR => {
                 self.bars += 1;
@@ -522,6 +574,48 @@ mod tests {
         let v = Vocab;
         let ids = [BOS, v.id(Token::Meter(6)), BAR, v.id(Token::Position(36))];
         assert!(!Grammar::accepts(&ids));
+    }
+
+    #[test]
+    fn the_key_prefix_comes_before_bos_only() {
+        let v = Vocab;
+        let a_minor = v.id(Token::Key(21));
+        let ids = [a_minor, BOS, v.id(Token::Meter(8)), BAR];
+        assert!(Grammar::accepts(&ids));
+        assert!(Grammar::accepts(&[v.id(Token::AnyKey), BOS]));
+        assert!(!Grammar::accepts(&[BOS, a_minor]));
+        assert!(!Grammar::accepts(&[
+            BOS,
+            v.id(Token::Meter(8)),
+            BAR,
+            a_minor
+        ]));
+        assert!(v.decode(&ids).notes.is_empty());
+        assert_eq!(v.key_prefix(Some(Key::from_index(21))), a_minor);
+        assert_eq!(v.key_prefix(None), v.id(Token::AnyKey));
+    }
+
+    #[test]
+    fn the_key_of_tokens_is_the_key_of_their_notes() {
+        let v = Vocab;
+        // D minor arpeggios with a C# leading tone, and an E major bar.
+        let pitches = [62, 65, 69, 61, 62, 74, 57, 64, 68, 71, 64, 76];
+        let notes: Vec<Note> = pitches
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| note(i as f64 * 0.5, 0.25 + (i % 3) as f64 * 0.5, p, 80))
+            .collect();
+        let phrase = Phrase::new(notes, 4.0);
+        let ids = v.encode(&phrase, true);
+        let expected = crate::music::detect_key(&quantize(&phrase).notes);
+        assert!(expected.is_some());
+        assert_eq!(v.key_of_tokens(&ids), expected);
+        // A slice starting inside the piece still counts its notes (the first is cut short
+        // of its pitch, so it is left out).
+        let tail = &ids[5..];
+        let tail_notes: Vec<Note> = quantize(&phrase).notes[1..].to_vec();
+        assert_eq!(v.key_of_tokens(tail), crate::music::detect_key(&tail_notes));
+        assert_eq!(v.key_of_tokens(&[BOS, BAR]), None);
     }
 
     #[test]

@@ -258,6 +258,8 @@ impl WorkerState {
                 p.settings.high.max(p.settings.low),
             ),
             key,
+            // The model always hears the key: the lock's, else the primer's.
+            key_prefix: true,
             beats_per_bar: p.beats_per_bar,
             start_on_downbeat: true,
         };

@@ -190,6 +190,10 @@ struct EvalArgs {
     /// Restrict continuations to the primer's key (the plugin's "Key lock: From primer").
     #[arg(long)]
     key_lock: bool,
+    /// Give the model the `AnyKey` prefix instead of the primer's key, to measure what the key
+    /// prefix buys.
+    #[arg(long)]
+    no_key_prefix: bool,
 }
 
 fn positive_f32(s: &str) -> Result<f32, String> {
@@ -398,6 +402,7 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
         variations: a.variations as usize,
         pitch_range: (a.low, a.high),
         key,
+        key_prefix: true,
         beats_per_bar: primer.beats_per_bar,
         start_on_downbeat: a.on_downbeat,
     };
@@ -499,10 +504,13 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     let ctx = loaded.card.architecture.max_context().unwrap_or(256);
     let stream = dataset::packed_stream(&corpus.validation);
     let ws = windows(&stream, ctx, a.max_tokens.div_ceil(ctx));
+    // Every token of `scored` is predicted once, after an `AnyKey` prefix, by each scorer.
     let scored_tokens: usize = ws.iter().map(|w| w.len() - 1).sum();
-    let scored = &stream[..=scored_tokens.min(stream.len() - 1)];
-    // Notes in the scored part of the stream: one Duration token closes each note.
     let vocab = Vocab;
+    let scored: Vec<u32> = std::iter::once(vocab.key_prefix(None))
+        .chain(stream[..scored_tokens].iter().copied())
+        .collect();
+    // Notes in the scored part of the stream: one Duration token closes each note.
     let notes = scored[1..]
         .iter()
         .filter(|&&id| matches!(vocab.token(id), Some(continuo::tokens::Token::Duration(_))))
@@ -514,6 +522,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         temperature: a.temperature,
         top_p: a.top_p,
         seed: a.seed,
+        key_prefix: !a.no_key_prefix,
         ..Default::default()
     };
 
@@ -539,7 +548,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
                 train_stream.len()
             );
             let mut m = NGram::count(&train_stream, order);
-            let (t, c) = m.nll(scored);
+            let (t, c) = m.nll(&scored);
             let (stats, _) = continuation_stats(&mut m, &cases, &opts, Some(&copies), a.key_lock)?;
             rows.push(EvalRow {
                 name: name.into(),
@@ -576,6 +585,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         "temperature": a.temperature,
         "top_p": a.top_p,
         "key_lock": a.key_lock,
+        "key_prefix": !a.no_key_prefix,
     });
     if a.baselines {
         report["baselines"] = rows[1..]

@@ -1,7 +1,7 @@
 //! Generation: primer → tokens → model → grammar-masked, seeded sampling → notes.
 
 use super::{DecodeCache, Model};
-use crate::music::{Key, Note, Phrase};
+use crate::music::{detect_key, Key, Note, Phrase};
 use crate::tokens::{Decoder, Grammar, Token, Vocab};
 use candle_core::{Device, Result, Tensor};
 use rand::{Rng, SeedableRng};
@@ -24,6 +24,9 @@ pub struct GenerateOptions {
     pub pitch_range: (u8, u8),
     /// Only pitches of this key's scale.
     pub key: Option<Key>,
+    /// Tell the model the key in the prompt's key prefix: `key` if set, else the primer's
+    /// detected key. Off, the prefix is `AnyKey`.
+    pub key_prefix: bool,
     /// Bar length to use when the primer is empty (beats).
     pub beats_per_bar: f64,
     /// The continuation's first note falls on its first downbeat (a live answer starts on
@@ -41,6 +44,7 @@ impl Default for GenerateOptions {
             variations: 1,
             pitch_range: (0, 127),
             key: None,
+            key_prefix: true,
             beats_per_bar: 4.0,
             start_on_downbeat: false,
         }
@@ -117,12 +121,10 @@ impl Scorer for ModelScorer<'_> {
             _ => false,
         };
         if needs_window {
-            // Slide: re-read the last half context, so decoding can go past the position table.
+            // Slide: re-read the key prefix and the last half context, so decoding can go past
+            // the position table.
             let keep = max_ctx.unwrap_or(0) / 2;
-            let windows: Vec<Vec<u32>> = fed
-                .iter()
-                .map(|h| h[h.len().saturating_sub(keep)..].to_vec())
-                .collect();
+            let windows: Vec<Vec<u32>> = fed.iter().map(|h| slid_window(h, keep)).collect();
             return self.start(&windows);
         }
         let ids = Tensor::from_vec(next.to_vec(), (next.len(), 1), self.device)?;
@@ -131,6 +133,17 @@ impl Scorer for ModelScorer<'_> {
 
     fn max_context(&self) -> Option<usize> {
         self.model.max_context()
+    }
+}
+
+/// The key prefix of `history`, if it has one, and its last `keep` tokens.
+fn slid_window(history: &[u32], keep: usize) -> Vec<u32> {
+    let tail = &history[history.len().saturating_sub(keep)..];
+    match history.first() {
+        Some(&p) if Vocab.is_key_prefix(p) && tail.len() < history.len() => {
+            std::iter::once(p).chain(tail.iter().copied()).collect()
+        }
+        _ => tail.to_vec(),
     }
 }
 
@@ -293,19 +306,26 @@ fn prefill(
     model.forward_cached(&ids, cache)
 }
 
-/// The primer's tokens with a bar line appended, cut to its last bars if it would fill more
-/// than half the model's context. Returns (tokens, bar where the continuation starts, bar length).
+/// The key prefix, then the primer's tokens with a bar line appended, cut to its last bars if
+/// it would fill more than half the model's context. Returns (tokens, bar where the
+/// continuation starts, bar length).
 pub fn prompt_tokens(
     primer: &Phrase,
     opts: &GenerateOptions,
     max_ctx: Option<usize>,
 ) -> (Vec<u32>, u32, f64) {
     let vocab = Vocab;
+    let key = opts
+        .key_prefix
+        .then(|| opts.key.or_else(|| detect_key(&primer.notes)))
+        .flatten();
+    let prefix = vocab.key_prefix(key);
+    let with_prefix = |ids: Vec<u32>| -> Vec<u32> { std::iter::once(prefix).chain(ids).collect() };
     if primer.notes.is_empty() {
         let empty = Phrase::new(vec![], opts.beats_per_bar);
         let ids = vocab.encode(&empty, false);
         let bpb = vocab.decode(&ids).beats_per_bar;
-        return (ids, 0, bpb);
+        return (with_prefix(ids), 0, bpb);
     }
     let bpb = crate::tokens::quantize(primer).beats_per_bar;
     let bars = primer.bar_count() as u32;
@@ -316,8 +336,8 @@ pub fn prompt_tokens(
         let mut ids = vocab.encode(&window, false);
         // The encoding ends in the primer's last bar; the continuation opens the next one.
         ids.push(vocab.id(Token::Bar));
-        if ids.len() <= budget || first_bar + 1 >= bars {
-            return (ids, bars, bpb);
+        if ids.len() < budget || first_bar + 1 >= bars {
+            return (with_prefix(ids), bars, bpb);
         }
         first_bar += 1;
     }
@@ -417,6 +437,16 @@ mod tests {
     }
 
     #[test]
+    fn the_sliding_window_keeps_the_key_prefix() {
+        let v = Vocab;
+        let key = v.id(Token::Key(3));
+        let history: Vec<u32> = std::iter::once(key).chain(10..20).collect();
+        assert_eq!(slid_window(&history, 4), vec![key, 16, 17, 18, 19]);
+        assert_eq!(slid_window(&history, 20), history);
+        assert_eq!(slid_window(&[10, 11, 12], 2), vec![11, 12]);
+    }
+
+    #[test]
     fn prompt_ends_with_the_bar_line_after_the_primer() {
         let primer = Phrase::new(
             vec![Note {
@@ -428,6 +458,7 @@ mod tests {
             4.0,
         );
         let (ids, start_bar, bpb) = prompt_tokens(&primer, &GenerateOptions::default(), Some(256));
+        assert_eq!(ids[0], Vocab.key_prefix(detect_key(&primer.notes)));
         assert_eq!(start_bar, 1);
         assert_eq!(bpb, 4.0);
         assert_eq!(*ids.last().unwrap(), Vocab.id(Token::Bar));

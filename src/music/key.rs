@@ -96,7 +96,11 @@ pub fn detect_key(notes: &[Note]) -> Option<Key> {
     if notes.is_empty() {
         return None;
     }
-    let h = pitch_class_histogram(notes);
+    Some(key_from_histogram(&pitch_class_histogram(notes)))
+}
+
+/// The key whose Krumhansl–Kessler profile correlates best with a pitch-class histogram.
+pub fn key_from_histogram(h: &[f64; 12]) -> Key {
     let mut best = (f64::NEG_INFINITY, Key::from_index(0));
     for i in 0..24 {
         let key = Key::from_index(i);
@@ -109,12 +113,12 @@ pub fn detect_key(notes: &[Note]) -> Option<Key> {
         for (pc, r) in rotated.iter_mut().enumerate() {
             *r = profile[(pc + 12 - key.tonic as usize) % 12];
         }
-        let c = correlation(&h, &rotated);
+        let c = correlation(h, &rotated);
         if c > best.0 {
             best = (c, key);
         }
     }
-    Some(best.1)
+    best.1
 }
 
 #[cfg(test)]

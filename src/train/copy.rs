@@ -43,22 +43,23 @@ fn run_hash(run: &[(u8, i64, i64)]) -> u64 {
     h.finish()
 }
 
+/// Hashes of every run of [`COPY_RUN`] consecutive notes, in order.
+pub fn note_runs(notes: &[Note]) -> Vec<u64> {
+    note_keys(notes).windows(COPY_RUN).map(run_hash).collect()
+}
+
 impl CopyIndex {
     pub fn new(pieces: &[Piece]) -> Self {
-        let mut runs = HashSet::new();
-        for p in pieces {
-            for w in note_keys(&p.phrase.notes).windows(COPY_RUN) {
-                runs.insert(run_hash(w));
-            }
-        }
+        let runs = pieces
+            .iter()
+            .flat_map(|p| note_runs(&p.phrase.notes))
+            .collect();
         Self { runs }
     }
 
     /// Whether `notes` contain a run of [`COPY_RUN`] notes found in a training piece.
     pub fn copies(&self, notes: &[Note]) -> bool {
-        note_keys(notes)
-            .windows(COPY_RUN)
-            .any(|w| self.runs.contains(&run_hash(w)))
+        note_runs(notes).iter().any(|h| self.runs.contains(h))
     }
 }
 

@@ -1,17 +1,26 @@
-//! A training corpus: every `.mid` under a folder, parsed, tokenized and split by file.
+//! A training corpus: every `.mid` under a folder, parsed, tokenized and split by file, with
+//! near-duplicate files kept on the same side of the split.
 
+use super::copy::note_runs;
 use crate::midi_file::read_midi;
 use crate::music::Phrase;
 use crate::tokens::Vocab;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Share of files held out for validation.
 pub const VALIDATION_SHARE: f64 = 0.1;
 /// The split's seed is fixed so that train and eval agree on the held-out files.
 pub const SPLIT_SEED: u64 = 0x5EED_C0DE;
+/// A file whose runs of 8 notes are at least this share of another file's is a version of the
+/// same tune: the two go to the same side of the split.
+pub const NEAR_DUPLICATE_SHARE: f64 = 0.5;
+/// Share of training windows whose key prefix is `AnyKey`, so the model also continues music
+/// without being told its key.
+pub const ANY_KEY_SHARE: f64 = 0.2;
 /// Augmentation transposes by up to this many semitones either way.
 pub const MAX_TRANSPOSE: i32 = 6;
 /// Transposition keeps pitches inside the piano's range (unless the piece already leaves it).
@@ -120,16 +129,92 @@ pub fn load_corpus(folder: &Path) -> Result<Corpus, DataError> {
     })
 }
 
-/// Splits by file with a fixed seed: the same folder always gives the same split.
-fn split(mut pieces: Vec<Piece>) -> (Vec<Piece>, Vec<Piece>) {
-    pieces.shuffle(&mut ChaCha8Rng::seed_from_u64(SPLIT_SEED));
+/// Splits by groups of near-duplicate files with a fixed seed: the same folder always gives
+/// the same split, and no held-out tune has a version in the training split (collections
+/// overlap: the same reel is in O'Neill's and in Ryan's).
+fn split(pieces: Vec<Piece>) -> (Vec<Piece>, Vec<Piece>) {
     if pieces.len() < 2 {
         return (pieces.clone(), pieces);
     }
     let n_val =
         ((pieces.len() as f64 * VALIDATION_SHARE).round() as usize).clamp(1, pieces.len() - 1);
-    let train = pieces.split_off(n_val);
-    (train, pieces)
+    let mut groups = near_duplicate_groups(&pieces);
+    groups.shuffle(&mut ChaCha8Rng::seed_from_u64(SPLIT_SEED));
+    let mut to_validation = vec![false; pieces.len()];
+    let mut taken = 0;
+    for g in &groups {
+        // Whole groups only; one too big for the remaining budget stays in training.
+        if taken + g.len() <= n_val {
+            g.iter().for_each(|&i| to_validation[i] = true);
+            taken += g.len();
+        }
+    }
+    let (validation, train): (Vec<_>, Vec<_>) =
+        pieces.into_iter().zip(to_validation).partition(|(_, v)| *v);
+    // Shuffled, so that evaluating the first files of either side samples every collection.
+    let mut rng = ChaCha8Rng::seed_from_u64(SPLIT_SEED);
+    let mut strip = |v: Vec<(Piece, bool)>| {
+        let mut pieces: Vec<Piece> = v.into_iter().map(|(p, _)| p).collect();
+        pieces.shuffle(&mut rng);
+        pieces
+    };
+    (strip(train), strip(validation))
+}
+
+/// Indices of the pieces grouped by near-duplication (transitively): two pieces are linked
+/// when at least [`NEAR_DUPLICATE_SHARE`] of either one's 8-note runs occur in the other.
+/// Groups are in order of their first piece.
+pub fn near_duplicate_groups(pieces: &[Piece]) -> Vec<Vec<usize>> {
+    let runs: Vec<Vec<u64>> = pieces
+        .iter()
+        .map(|p| {
+            let mut r = note_runs(&p.phrase.notes);
+            r.sort_unstable();
+            r.dedup();
+            r
+        })
+        .collect();
+    let mut owners: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, r) in runs.iter().enumerate() {
+        for &h in r {
+            owners.entry(h).or_default().push(i);
+        }
+    }
+    let mut parent: Vec<usize> = (0..pieces.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for (i, r) in runs.iter().enumerate() {
+        let mut shared: HashMap<usize, usize> = HashMap::new();
+        for h in r {
+            for &j in &owners[h] {
+                if j != i {
+                    *shared.entry(j).or_default() += 1;
+                }
+            }
+        }
+        for (j, n) in shared {
+            if n as f64 >= NEAR_DUPLICATE_SHARE * r.len() as f64 {
+                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                parent[a.max(b)] = a.min(b);
+            }
+        }
+    }
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group_of: HashMap<usize, usize> = HashMap::new();
+    for i in 0..pieces.len() {
+        let r = root(&mut parent, i);
+        let g = *group_of.entry(r).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(i);
+    }
+    groups
 }
 
 /// All pieces' tokens back to back: training windows are cut from it, so no compute goes
@@ -142,7 +227,8 @@ pub fn packed_stream(pieces: &[Piece]) -> Vec<u32> {
 }
 
 /// Draws random training windows of `len + 1` tokens (input and shifted target) from a
-/// packed stream, each transposed at random.
+/// packed stream: a key prefix, then `len` tokens transposed at random. The prefix is the
+/// key of the window's own notes, or `AnyKey` for [`ANY_KEY_SHARE`] of the windows.
 pub struct WindowSampler {
     stream: Vec<u32>,
     len: usize,
@@ -164,7 +250,7 @@ impl WindowSampler {
     pub fn batch(&mut self, batch: usize) -> Vec<u32> {
         let mut out = Vec::with_capacity(batch * (self.len + 1));
         for _ in 0..batch {
-            let max_start = self.stream.len().saturating_sub(self.len + 1);
+            let max_start = self.stream.len().saturating_sub(self.len);
             let start = if max_start == 0 {
                 0
             } else {
@@ -174,12 +260,19 @@ impl WindowSampler {
                 .iter()
                 .copied()
                 .cycle()
-                .take(self.len + 1)
+                .take(self.len)
                 .collect();
             if self.transpose {
                 let shift = self.rng.gen_range(-MAX_TRANSPOSE..=MAX_TRANSPOSE);
                 transpose_tokens(&mut w, shift);
             }
+            let vocab = Vocab;
+            let key = if self.rng.gen_bool(ANY_KEY_SHARE) {
+                None
+            } else {
+                vocab.key_of_tokens(&w)
+            };
+            out.push(vocab.key_prefix(key));
             out.extend(w);
         }
         out
@@ -210,6 +303,47 @@ mod tests {
     use super::*;
     use crate::tokens::Token;
 
+    fn piece(name: &str, pitches: &[u8]) -> Piece {
+        let notes = pitches
+            .iter()
+            .enumerate()
+            .map(|(i, &pitch)| crate::music::Note {
+                start: i as f64 * 0.5,
+                duration: 0.5,
+                pitch,
+                velocity: 80,
+            })
+            .collect();
+        let phrase = Phrase::new(notes, 4.0);
+        Piece {
+            path: name.into(),
+            tokens: Vocab.encode(&phrase, true),
+            phrase,
+        }
+    }
+
+    #[test]
+    fn versions_of_one_tune_are_grouped_and_split_together() {
+        let tune: Vec<u8> = (0..40).map(|i| 60 + (i * 7 % 12) as u8).collect();
+        let mut variant = tune.clone();
+        variant[30..].iter_mut().for_each(|p| *p += 1);
+        let other: Vec<u8> = (0..40).map(|i| 50 + (i * 5 % 9) as u8).collect();
+        let mut pieces = vec![
+            piece("tune", &tune),
+            piece("other", &other),
+            piece("variant", &variant),
+        ];
+        assert_eq!(near_duplicate_groups(&pieces), vec![vec![0, 2], vec![1]]);
+        for i in 0..17 {
+            let distinct: Vec<u8> = (0..40).map(|j| 40 + ((j * (i + 2)) % 23) as u8).collect();
+            pieces.push(piece(&format!("p{i}"), &distinct));
+        }
+        let (train, validation) = split(pieces);
+        assert_eq!(train.len() + validation.len(), 20);
+        let side = |name: &str| validation.iter().any(|p| p.path == Path::new(name));
+        assert_eq!(side("tune"), side("variant"));
+    }
+
     #[test]
     fn transposition_stays_in_the_piano_range() {
         let v = Vocab;
@@ -237,7 +371,42 @@ mod tests {
         let b = s.batch(3);
         assert_eq!(b.len(), 27);
         for w in b.chunks(9) {
-            assert!(w.windows(2).all(|p| p[1] == p[0] + 1 || p[1] == 0));
+            assert!(Vocab.is_key_prefix(w[0]));
+            assert!(w[1..].windows(2).all(|p| p[1] == p[0] + 1 || p[1] == 0));
         }
+    }
+
+    #[test]
+    fn the_key_prefix_is_the_key_of_the_window() {
+        let v = Vocab;
+        // C major scale, one beat each: every window is heard in C major unless it drew AnyKey.
+        let scale = [60, 62, 64, 65, 67, 69, 71, 72];
+        let piece: Vec<u32> = scale
+            .iter()
+            .flat_map(|&p| {
+                [
+                    v.id(Token::Position(0)),
+                    v.id(Token::Pitch(p)),
+                    v.id(Token::Velocity(4)),
+                    v.id(Token::Duration(11)),
+                ]
+            })
+            .collect();
+        let c_major = v.key_prefix(crate::music::detect_key(&[crate::music::Note {
+            start: 0.0,
+            duration: 1.0,
+            pitch: 60,
+            velocity: 64,
+        }]));
+        let mut s = WindowSampler::new(piece.clone(), piece.len(), 3, false);
+        let prefixes: Vec<u32> = (0..200).map(|_| s.batch(1)[0]).collect();
+        let any = prefixes
+            .iter()
+            .filter(|&&p| p == v.key_prefix(None))
+            .count();
+        assert!(prefixes
+            .iter()
+            .all(|&p| p == c_major || p == v.key_prefix(None)));
+        assert!((20..=60).contains(&any), "{any} of 200 windows drew AnyKey");
     }
 }

@@ -6,20 +6,19 @@ use super::Piece;
 use crate::model::sampler::{generate_with, Scorer};
 use crate::model::{GenerateOptions, Model};
 use crate::music::{detect_key, metrics, Phrase};
+use crate::tokens::Vocab;
 use candle_core::{Device, Result, Tensor, D};
 use serde::Serialize;
 
-/// Cuts a packed token stream into windows of `len + 1` tokens overlapping by one, so each
-/// token after the first is predicted exactly once.
+/// Cuts a packed token stream into windows of `AnyKey` and `len` tokens, so each token is
+/// predicted exactly once and the model is told nothing about the key.
 pub fn windows(stream: &[u32], len: usize, max_windows: usize) -> Vec<Vec<u32>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start + 1 < stream.len() && out.len() < max_windows {
-        let end = (start + len + 1).min(stream.len());
-        out.push(stream[start..end].to_vec());
-        start += len;
-    }
-    out
+    let any_key = Vocab.key_prefix(None);
+    stream
+        .chunks(len)
+        .take(max_windows)
+        .map(|c| std::iter::once(any_key).chain(c.iter().copied()).collect())
+        .collect()
 }
 
 /// Sum of negative log-likelihoods (nats) and number of predicted tokens over `windows`.
@@ -204,14 +203,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn windows_overlap_by_one_token() {
+    fn every_token_is_predicted_once_after_any_key() {
         let s: Vec<u32> = (0..10).collect();
         let w = windows(&s, 4, 100);
+        let a = Vocab.key_prefix(None);
         assert_eq!(
             w,
-            vec![vec![0, 1, 2, 3, 4], vec![4, 5, 6, 7, 8], vec![8, 9]]
+            vec![vec![a, 0, 1, 2, 3], vec![a, 4, 5, 6, 7], vec![a, 8, 9]]
         );
         let predicted: usize = w.iter().map(|w| w.len() - 1).sum();
-        assert_eq!(predicted, 9);
+        assert_eq!(predicted, 10);
     }
 }

@@ -244,6 +244,7 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
             "data": corpus.folder.display().to_string(),
             "train_files": corpus.train.len(),
             "validation_files": corpus.validation.len(),
+            "split": "by groups of near-duplicate files",
             "skipped_files": corpus.skipped.len(),
             "train_notes": Corpus::note_count(&corpus.train),
             "train_tokens": Corpus::token_count(&corpus.train),
