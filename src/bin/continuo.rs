@@ -581,6 +581,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         "copy_rate": m.stats.copy_rate,
         "copy_rate_real": real_stats.copy_rate,
         "n_files": corpus.validation.len(),
+        "near_duplicate_files": corpus.near_duplicate_files,
         "n_primers": cases.len(),
         "temperature": a.temperature,
         "top_p": a.top_p,

@@ -56,6 +56,8 @@ pub struct Corpus {
     pub train: Vec<Piece>,
     pub validation: Vec<Piece>,
     pub skipped: Vec<Skipped>,
+    /// Files that share a near-duplicate group with at least one other file.
+    pub near_duplicate_files: usize,
 }
 
 impl Corpus {
@@ -120,25 +122,27 @@ pub fn load_corpus(folder: &Path) -> Result<Corpus, DataError> {
             skipped: skipped.len(),
         });
     }
-    let (train, validation) = split(pieces);
+    let groups = near_duplicate_groups(&pieces);
+    let near_duplicate_files = groups.iter().filter(|g| g.len() > 1).map(Vec::len).sum();
+    let (train, validation) = split(pieces, groups);
     Ok(Corpus {
         folder: folder.to_owned(),
         train,
         validation,
         skipped,
+        near_duplicate_files,
     })
 }
 
 /// Splits by groups of near-duplicate files with a fixed seed: the same folder always gives
 /// the same split, and no held-out tune has a version in the training split (collections
 /// overlap: the same reel is in O'Neill's and in Ryan's).
-fn split(pieces: Vec<Piece>) -> (Vec<Piece>, Vec<Piece>) {
+fn split(pieces: Vec<Piece>, mut groups: Vec<Vec<usize>>) -> (Vec<Piece>, Vec<Piece>) {
     if pieces.len() < 2 {
         return (pieces.clone(), pieces);
     }
     let n_val =
         ((pieces.len() as f64 * VALIDATION_SHARE).round() as usize).clamp(1, pieces.len() - 1);
-    let mut groups = near_duplicate_groups(&pieces);
     groups.shuffle(&mut ChaCha8Rng::seed_from_u64(SPLIT_SEED));
     let mut to_validation = vec![false; pieces.len()];
     let mut taken = 0;
@@ -338,7 +342,8 @@ mod tests {
             let distinct: Vec<u8> = (0..40).map(|j| 40 + ((j * (i + 2)) % 23) as u8).collect();
             pieces.push(piece(&format!("p{i}"), &distinct));
         }
-        let (train, validation) = split(pieces);
+        let groups = near_duplicate_groups(&pieces);
+        let (train, validation) = split(pieces, groups);
         assert_eq!(train.len() + validation.len(), 20);
         let side = |name: &str| validation.iter().any(|p| p.path == Path::new(name));
         assert_eq!(side("tune"), side("variant"));

@@ -245,6 +245,7 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
             "train_files": corpus.train.len(),
             "validation_files": corpus.validation.len(),
             "split": "by groups of near-duplicate files",
+            "near_duplicate_files": corpus.near_duplicate_files,
             "skipped_files": corpus.skipped.len(),
             "train_notes": Corpus::note_count(&corpus.train),
             "train_tokens": Corpus::token_count(&corpus.train),
