@@ -487,6 +487,7 @@ fn stats_json(r: &EvalRow, notes: usize) -> serde_json::Value {
         "notes_per_beat": r.stats.notes_per_beat,
         "polyphony": r.stats.polyphony,
         "copy_rate": r.stats.copy_rate,
+        "long_copy_rate": r.stats.long_copy_rate,
     })
 }
 
@@ -580,6 +581,8 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         "polyphony_real": real_stats.polyphony,
         "copy_rate": m.stats.copy_rate,
         "copy_rate_real": real_stats.copy_rate,
+        "long_copy_rate": m.stats.long_copy_rate,
+        "long_copy_rate_real": real_stats.long_copy_rate,
         "n_files": corpus.validation.len(),
         "near_duplicate_files": corpus.near_duplicate_files,
         "n_primers": cases.len(),
@@ -667,6 +670,11 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         "copy rate (8 notes)",
         &|r| r.stats.copy_rate,
         Some(real_stats.copy_rate),
+    );
+    line(
+        "copy rate (16 notes)",
+        &|r| r.stats.long_copy_rate,
+        Some(real_stats.long_copy_rate),
     );
     Ok(())
 }

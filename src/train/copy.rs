@@ -10,12 +10,14 @@ use crate::tokens::{quantize, TICKS_PER_BEAT};
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-/// Consecutive notes that count as a copy.
+/// Consecutive notes that count as a copy (the model issue's definition).
 pub const COPY_RUN: usize = 8;
+/// A longer run, which stock phrases of a style rarely fill: a copied tune rather than an idiom.
+pub const LONG_COPY_RUN: usize = 16;
 
-/// Every run of [`COPY_RUN`] consecutive notes of the training pieces.
+/// Every run of [`COPY_RUN`] and of [`LONG_COPY_RUN`] consecutive notes of the training pieces.
 pub struct CopyIndex {
-    runs: HashSet<u64>,
+    runs: [(usize, HashSet<u64>); 2],
 }
 
 /// (pitch, ticks since the previous onset, duration in ticks) in onset order.
@@ -43,23 +45,32 @@ fn run_hash(run: &[(u8, i64, i64)]) -> u64 {
     h.finish()
 }
 
-/// Hashes of every run of [`COPY_RUN`] consecutive notes, in order.
-pub fn note_runs(notes: &[Note]) -> Vec<u64> {
-    note_keys(notes).windows(COPY_RUN).map(run_hash).collect()
+/// Hashes of every run of `len` consecutive notes, in order.
+pub fn note_runs(notes: &[Note], len: usize) -> Vec<u64> {
+    note_keys(notes).windows(len).map(run_hash).collect()
 }
 
 impl CopyIndex {
     pub fn new(pieces: &[Piece]) -> Self {
-        let runs = pieces
-            .iter()
-            .flat_map(|p| note_runs(&p.phrase.notes))
-            .collect();
-        Self { runs }
+        let index = |len| {
+            let runs = pieces
+                .iter()
+                .flat_map(|p| note_runs(&p.phrase.notes, len))
+                .collect();
+            (len, runs)
+        };
+        Self {
+            runs: [index(COPY_RUN), index(LONG_COPY_RUN)],
+        }
     }
 
-    /// Whether `notes` contain a run of [`COPY_RUN`] notes found in a training piece.
-    pub fn copies(&self, notes: &[Note]) -> bool {
-        note_runs(notes).iter().any(|h| self.runs.contains(h))
+    /// Whether `notes` contain a run of `len` notes ([`COPY_RUN`] or [`LONG_COPY_RUN`]) found
+    /// in a training piece.
+    pub fn copies(&self, notes: &[Note], len: usize) -> bool {
+        let Some((_, runs)) = self.runs.iter().find(|(l, _)| *l == len) else {
+            panic!("runs of {len} notes are not indexed");
+        };
+        note_runs(notes, len).iter().any(|h| runs.contains(h))
     }
 }
 
@@ -91,10 +102,15 @@ mod tests {
         };
         let index = CopyIndex::new(&[piece]);
         // The same eight notes later in time: a copy.
-        assert!(index.copies(&scale(3.0, &[62, 64, 65, 67, 69, 71, 72, 74], 0.5)));
+        let later = scale(3.0, &[62, 64, 65, 67, 69, 71, 72, 74], 0.5);
+        assert!(index.copies(&later, COPY_RUN));
+        assert!(!index.copies(&later, LONG_COPY_RUN));
         // Same pitches, other rhythm: not a copy.
-        assert!(!index.copies(&scale(0.0, &[62, 64, 65, 67, 69, 71, 72, 74], 1.0)));
+        assert!(!index.copies(
+            &scale(0.0, &[62, 64, 65, 67, 69, 71, 72, 74], 1.0),
+            COPY_RUN
+        ));
         // Seven notes cannot be a copy.
-        assert!(!index.copies(&scale(0.0, &[62, 64, 65, 67, 69, 71, 72], 0.5)));
+        assert!(!index.copies(&scale(0.0, &[62, 64, 65, 67, 69, 71, 72], 0.5), COPY_RUN));
     }
 }

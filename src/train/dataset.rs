@@ -1,7 +1,7 @@
 //! A training corpus: every `.mid` under a folder, parsed, tokenized and split by file, with
 //! near-duplicate files kept on the same side of the split.
 
-use super::copy::note_runs;
+use super::copy::{note_runs, COPY_RUN};
 use crate::midi_file::read_midi;
 use crate::music::Phrase;
 use crate::tokens::Vocab;
@@ -172,7 +172,7 @@ pub fn near_duplicate_groups(pieces: &[Piece]) -> Vec<Vec<usize>> {
     let runs: Vec<Vec<u64>> = pieces
         .iter()
         .map(|p| {
-            let mut r = note_runs(&p.phrase.notes);
+            let mut r = note_runs(&p.phrase.notes, COPY_RUN);
             r.sort_unstable();
             r.dedup();
             r

@@ -1,7 +1,7 @@
 //! Held-out evaluation: negative log-likelihood, and musical statistics of continuations
 //! compared with the real ones.
 
-use super::copy::CopyIndex;
+use super::copy::{CopyIndex, COPY_RUN, LONG_COPY_RUN};
 use super::Piece;
 use crate::model::sampler::{generate_with, Scorer};
 use crate::model::{GenerateOptions, Model};
@@ -69,11 +69,14 @@ pub struct MusicStats {
     pub empty_beat_rate: f64,
     /// Share of continuations that repeat a run of 8 notes of a training file.
     pub copy_rate: f64,
+    /// The same for runs of 16 notes.
+    pub long_copy_rate: f64,
 }
 
 #[derive(Default)]
 struct Accumulator {
     copies: Vec<f64>,
+    long_copies: Vec<f64>,
     key: Vec<f64>,
     scale: Vec<f64>,
     entropy: Vec<f64>,
@@ -99,9 +102,11 @@ impl Accumulator {
         copies: Option<&CopyIndex>,
     ) {
         let notes = &continuation.notes;
+        let share = |copied: bool| if copied { 1.0 } else { 0.0 };
         if let Some(index) = copies {
-            self.copies
-                .push(if index.copies(notes) { 1.0 } else { 0.0 });
+            self.copies.push(share(index.copies(notes, COPY_RUN)));
+            self.long_copies
+                .push(share(index.copies(notes, LONG_COPY_RUN)));
         }
         let agree = metrics::key_agreement(&primer.notes, notes).unwrap_or(false);
         self.key.push(if agree { 1.0 } else { 0.0 });
@@ -129,6 +134,7 @@ impl Accumulator {
             polyphony: mean(&self.poly),
             empty_beat_rate: mean(&self.empty),
             copy_rate: mean(&self.copies),
+            long_copy_rate: mean(&self.long_copies),
         }
     }
 }
