@@ -36,7 +36,7 @@ pub struct Idea {
     pub notes: Vec<Note>,
     pub beats_per_bar: f64,
     pub bars: u32,
-    /// Detected key of the primer, if any ("C major").
+    /// The key the model was told ("C major"): the Key lock's, else the primer's detected key.
     pub key: Option<String>,
 }
 
