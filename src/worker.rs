@@ -8,7 +8,7 @@
 use crate::audio::messages::{KeyLock, PhraseChunk, PrimerSnapshot};
 use crate::device::{best_device, device_name};
 use crate::model::files::{load_model, load_model_from_bytes, LoadedModel};
-use crate::model::{generate_streaming, GenerateOptions};
+use crate::model::{generate_streaming, GenerateOptions, KeyPrefix};
 use crate::music::{detect_key, Key, Note, Phrase};
 use crate::shared::{Idea, ModelStatus, Shared, HISTORY_LEN};
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError, TrySendError};
@@ -259,7 +259,7 @@ impl WorkerState {
             ),
             key,
             // The model always hears the key: the lock's, else the primer's.
-            key_prefix: true,
+            key_prefix: KeyPrefix::Detect,
             beats_per_bar: p.beats_per_bar,
             start_on_downbeat: true,
         };

@@ -54,3 +54,36 @@ fn the_default_model_continues_a_primer_for_two_bars_deterministically() {
         .iter()
         .all(|n| n.start >= 0.0 && n.start < 2.0 * a.variations[0].beats_per_bar));
 }
+
+#[test]
+fn the_default_model_stays_in_the_key_it_is_told() {
+    use continuo::model::KeyPrefix;
+    use continuo::music::{Key, Phrase};
+    let m = load_model(default_dir(), &Device::Cpu).unwrap();
+    // No primer and no Key lock mask: the key prefix is all the model is told, and pitches are
+    // masked by the grammar alone.
+    for key in ["Eb major", "E minor"] {
+        let told = (0..24)
+            .map(Key::from_index)
+            .find(|k| k.name() == key)
+            .unwrap();
+        let opts = GenerateOptions {
+            bars: 4,
+            seed: 11,
+            variations: 4,
+            temperature: 0.9,
+            key_prefix: KeyPrefix::Told(told),
+            ..Default::default()
+        };
+        let g = generate(&m.model, &m.device, &Phrase::new(vec![], 4.0), &opts).unwrap();
+        assert_eq!(g.prompt[0], continuo::tokens::Vocab.key_prefix(Some(told)));
+        let notes: Vec<_> = g.variations.iter().flat_map(|p| p.notes.iter()).collect();
+        assert!(notes.len() >= 16, "{key}: {} notes", notes.len());
+        let in_key =
+            notes.iter().filter(|n| told.contains(n.pitch)).count() as f64 / notes.len() as f64;
+        assert!(
+            in_key > 0.8,
+            "{key}: only {in_key:.2} of the pitches in key"
+        );
+    }
+}

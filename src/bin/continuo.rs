@@ -4,7 +4,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use continuo::device::{best_device, device_name};
 use continuo::midi_file::{read_midi, write_midi, TrackToWrite};
-use continuo::model::{generate, load_model, lstm, transformer, Architecture, GenerateOptions};
+use continuo::model::{
+    generate, load_model, lstm, transformer, Architecture, GenerateOptions, KeyPrefix,
+};
 use continuo::music::parse::{parse_key, parse_pitch};
 use continuo::music::{detect_key, Key};
 use continuo::tokens::Vocab;
@@ -402,7 +404,7 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
         variations: a.variations as usize,
         pitch_range: (a.low, a.high),
         key,
-        key_prefix: true,
+        key_prefix: KeyPrefix::Detect,
         beats_per_bar: primer.beats_per_bar,
         start_on_downbeat: a.on_downbeat,
     };
@@ -523,7 +525,11 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         temperature: a.temperature,
         top_p: a.top_p,
         seed: a.seed,
-        key_prefix: !a.no_key_prefix,
+        key_prefix: if a.no_key_prefix {
+            KeyPrefix::Any
+        } else {
+            KeyPrefix::Detect
+        },
         ..Default::default()
     };
 

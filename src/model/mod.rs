@@ -11,7 +11,9 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 pub use files::{load_model, save_model, LoadedModel, ModelCard, ModelError};
-pub use sampler::{generate, generate_streaming, GenerateOptions, Generated, StreamedNote};
+pub use sampler::{
+    generate, generate_streaming, GenerateOptions, Generated, KeyPrefix, StreamedNote,
+};
 
 /// Which architecture and its size; stored in `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

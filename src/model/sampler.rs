@@ -24,9 +24,8 @@ pub struct GenerateOptions {
     pub pitch_range: (u8, u8),
     /// Only pitches of this key's scale.
     pub key: Option<Key>,
-    /// Tell the model the key in the prompt's key prefix: `key` if set, else the primer's
-    /// detected key. Off, the prefix is `AnyKey`.
-    pub key_prefix: bool,
+    /// The key the prompt's key prefix tells the model.
+    pub key_prefix: KeyPrefix,
     /// Bar length to use when the primer is empty (beats).
     pub beats_per_bar: f64,
     /// The continuation's first note falls on its first downbeat (a live answer starts on
@@ -44,11 +43,22 @@ impl Default for GenerateOptions {
             variations: 1,
             pitch_range: (0, 127),
             key: None,
-            key_prefix: true,
+            key_prefix: KeyPrefix::Detect,
             beats_per_bar: 4.0,
             start_on_downbeat: false,
         }
     }
+}
+
+/// Which key a generation tells the model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum KeyPrefix {
+    /// [`GenerateOptions::key`] if set, else the primer's detected key, else `AnyKey`.
+    Detect,
+    /// This key, whether or not pitches are restricted to it.
+    Told(Key),
+    /// `AnyKey`: the model is told nothing.
+    Any,
 }
 
 /// What a generation produced.
@@ -315,11 +325,11 @@ pub fn prompt_tokens(
     max_ctx: Option<usize>,
 ) -> (Vec<u32>, u32, f64) {
     let vocab = Vocab;
-    let key = opts
-        .key_prefix
-        .then(|| opts.key.or_else(|| detect_key(&primer.notes)))
-        .flatten();
-    let prefix = vocab.key_prefix(key);
+    let prefix = vocab.key_prefix(match opts.key_prefix {
+        KeyPrefix::Detect => opts.key.or_else(|| detect_key(&primer.notes)),
+        KeyPrefix::Told(k) => Some(k),
+        KeyPrefix::Any => None,
+    });
     let with_prefix = |ids: Vec<u32>| -> Vec<u32> { std::iter::once(prefix).chain(ids).collect() };
     if primer.notes.is_empty() {
         let empty = Phrase::new(vec![], opts.beats_per_bar);
