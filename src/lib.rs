@@ -7,6 +7,7 @@ pub mod editor;
 pub mod midi_file;
 pub mod model;
 pub mod music;
+pub mod note_runs;
 pub mod plot;
 pub mod tokens;
 pub mod train;

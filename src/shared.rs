@@ -48,6 +48,8 @@ pub struct ModelStatus {
     pub description: String,
     pub parameters: usize,
     pub device: String,
+    /// Training runs the copy guard refuses to complete (0: the model has no guard).
+    pub guarded_runs: usize,
     /// Why no model is loaded (the plugin then passes MIDI through).
     pub error: Option<String>,
 }

@@ -29,6 +29,7 @@ const CHUNK_QUEUE: usize = 256;
 /// The default model, compiled in so the plugin works wherever its bundle is copied.
 static DEFAULT_CONFIG: &str = include_str!("../models/default/config.json");
 static DEFAULT_WEIGHTS: &[u8] = include_bytes!("../models/default/model.safetensors");
+static DEFAULT_COPY_GUARD: &[u8] = include_bytes!("../models/default/copy_guard.safetensors");
 
 /// Where the model comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,6 +180,7 @@ impl WorkerState {
                 load_model_from_bytes(
                     DEFAULT_CONFIG,
                     DEFAULT_WEIGHTS,
+                    Some(DEFAULT_COPY_GUARD),
                     std::path::Path::new("default"),
                     &device,
                 ),
@@ -193,6 +195,7 @@ impl WorkerState {
                     description: m.card.architecture.describe(),
                     parameters: m.card.architecture.parameter_count(),
                     device: device_name(&device).to_string(),
+                    guarded_runs: m.copy_guard.as_ref().map_or(0, |g| g.len()),
                     error: None,
                 };
                 self.model = Some(m);
@@ -262,6 +265,7 @@ impl WorkerState {
             key_prefix: KeyPrefix::Detect,
             beats_per_bar: p.beats_per_bar,
             start_on_downbeat: true,
+            copy_guard: loaded.copy_guard.clone(),
         };
         {
             let mut view = self.shared.view();

@@ -11,6 +11,11 @@ fn default_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/default"))
 }
 
+fn bundled_primer(name: &str) -> continuo::music::Phrase {
+    let path = default_dir().join(format!("../../examples/primers/{name}.mid"));
+    read_midi(&path).unwrap().melodic
+}
+
 #[test]
 fn the_default_model_card_matches_this_vocabulary_and_records_its_training() {
     let card = read_card(default_dir()).unwrap();
@@ -33,12 +38,7 @@ fn the_default_model_card_matches_this_vocabulary_and_records_its_training() {
 #[test]
 fn the_default_model_continues_a_primer_for_two_bars_deterministically() {
     let m = load_model(default_dir(), &Device::Cpu).unwrap();
-    let primer = read_midi(Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/primers/a-minor-riff.mid"
-    )))
-    .unwrap()
-    .melodic;
+    let primer = bundled_primer("a-minor-riff");
     let opts = GenerateOptions {
         bars: 2,
         seed: 3,
@@ -85,5 +85,50 @@ fn the_default_model_stays_in_the_key_it_is_told() {
             in_key > 0.8,
             "{key}: only {in_key:.2} of the pitches in key"
         );
+    }
+}
+
+#[test]
+fn the_copy_guard_makes_the_default_model_vary_a_run_it_would_have_played() {
+    use continuo::model::copy_guard::CopyGuard;
+    use std::sync::Arc;
+    let m = load_model(default_dir(), &Device::Cpu).unwrap();
+    // The shipped guard holds the runs of a real training corpus, not a token few.
+    let shipped = m
+        .copy_guard
+        .as_ref()
+        .expect("models/default has a copy guard");
+    assert!(shipped.len() > 100_000, "{shipped:?}");
+
+    let primer = bundled_primer("c-major-triad");
+    let free = GenerateOptions {
+        bars: 4,
+        seed: 5,
+        variations: 3,
+        temperature: 0.9,
+        copy_guard: None,
+        ..Default::default()
+    };
+    let unguarded = generate(&m.model, &m.device, &primer, &free).unwrap();
+    // Pretend the model had been trained on exactly what it just played: with that guard, the
+    // same seeds must play something else, and no 8 notes of it.
+    let own = CopyGuard::new(unguarded.variations.iter().map(|v| v.notes.as_slice()));
+    assert!(own.len() >= 3, "{own:?}");
+    let guarded = generate(
+        &m.model,
+        &m.device,
+        &primer,
+        &GenerateOptions {
+            copy_guard: Some(Arc::new(own.clone())),
+            ..free
+        },
+    )
+    .unwrap();
+    for (before, after) in unguarded.variations.iter().zip(&guarded.variations) {
+        assert!(before.notes.len() >= 8);
+        assert_ne!(before.notes, after.notes);
+        assert!(!own.copies(&after.notes), "a guarded run was played");
+        // Up to the first refused note, sampling is the same.
+        assert_eq!(before.notes[..7], after.notes[..7]);
     }
 }

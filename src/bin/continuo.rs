@@ -36,6 +36,19 @@ enum Command {
     Eval(EvalArgs),
     /// Training and decoding speed of a model configuration on this machine.
     Bench(BenchArgs),
+    /// (Re)build a model's copy guard from the corpus it was trained on (`continuo train`
+    /// writes one; this is for models trained before it did).
+    CopyGuard(CopyGuardArgs),
+}
+
+#[derive(Args)]
+struct CopyGuardArgs {
+    /// Model folder; its config.json must record the training split of --data.
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// The folder of .mid files the model was trained on.
+    #[arg(long)]
+    data: PathBuf,
 }
 
 #[derive(Args)]
@@ -156,6 +169,9 @@ struct GenerateArgs {
     /// Start the continuation with a note on its first downbeat (as the plugin does).
     #[arg(long)]
     on_downbeat: bool,
+    /// Let the model complete runs of 8 notes of its training data (its copy guard is off).
+    #[arg(long)]
+    no_copy_guard: bool,
     /// Tempo written into the output file (the notes are in beats either way).
     #[arg(long, default_value_t = 120.0)]
     tempo: f64,
@@ -196,6 +212,9 @@ struct EvalArgs {
     /// prefix buys.
     #[arg(long)]
     no_key_prefix: bool,
+    /// Sample without the model's copy guard, to measure what it changes.
+    #[arg(long)]
+    no_copy_guard: bool,
 }
 
 fn positive_f32(s: &str) -> Result<f32, String> {
@@ -226,6 +245,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => run_generate(a),
         Command::Eval(a) => run_eval(a),
         Command::Bench(a) => run_bench(a),
+        Command::CopyGuard(a) => run_copy_guard(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -407,6 +427,7 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
         key_prefix: KeyPrefix::Detect,
         beats_per_bar: primer.beats_per_bar,
         start_on_downbeat: a.on_downbeat,
+        copy_guard: guard_unless(&loaded, a.no_copy_guard),
     };
     let g = generate(&loaded.model, &device, &primer, &opts)?;
     for (i, phrase) in g.variations.iter().enumerate() {
@@ -493,6 +514,58 @@ fn stats_json(r: &EvalRow, notes: usize) -> serde_json::Value {
     })
 }
 
+/// The model's copy guard, unless `off`; says so when the model has none.
+fn guard_unless(
+    loaded: &continuo::model::LoadedModel,
+    off: bool,
+) -> Option<std::sync::Arc<continuo::model::copy_guard::CopyGuard>> {
+    if off {
+        return None;
+    }
+    if loaded.copy_guard.is_none() {
+        eprintln!(
+            "note: {} has no copy guard; build one with `continuo copy-guard --data <corpus>`",
+            loaded.dir.display()
+        );
+    }
+    loaded.copy_guard.clone()
+}
+
+fn run_copy_guard(a: CopyGuardArgs) -> Result<()> {
+    use continuo::model::copy_guard::{CopyGuard, GUARD_FILE, GUARD_RUN};
+    let card = continuo::model::files::read_card(&a.model)?;
+    let corpus = dataset::load_corpus(&a.data)?;
+    for s in &corpus.skipped {
+        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+    }
+    // The split must be the model's own, or the guard would protect the wrong files.
+    let recorded = |k: &str| card.training.get(k).and_then(|v| v.as_u64());
+    let found = (
+        corpus.train.len() as u64,
+        dataset::Corpus::note_count(&corpus.train) as u64,
+    );
+    if (recorded("train_files"), recorded("train_notes")) != (Some(found.0), Some(found.1)) {
+        bail!(
+            "{} was trained on {:?} files with {:?} notes, but the training split of {} has {} files with {} notes; pass the corpus the model was trained on",
+            a.model.display(),
+            recorded("train_files"),
+            recorded("train_notes"),
+            a.data.display(),
+            found.0,
+            found.1
+        );
+    }
+    let guard = CopyGuard::new(corpus.train.iter().map(|p| p.phrase.notes.as_slice()));
+    guard.save(&a.model)?;
+    println!(
+        "wrote {}: {} distinct runs of {GUARD_RUN} notes from {} training files",
+        a.model.join(GUARD_FILE).display(),
+        guard.len(),
+        corpus.train.len()
+    );
+    Ok(())
+}
+
 fn run_eval(a: EvalArgs) -> Result<()> {
     use continuo::model::sampler::ModelScorer;
     use continuo::train::baselines::NGram;
@@ -530,6 +603,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         } else {
             KeyPrefix::Detect
         },
+        copy_guard: guard_unless(&loaded, a.no_copy_guard),
         ..Default::default()
     };
 
@@ -596,6 +670,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         "top_p": a.top_p,
         "key_lock": a.key_lock,
         "key_prefix": !a.no_key_prefix,
+        "copy_guard_runs": opts.copy_guard.as_ref().map(|g| g.len()),
     });
     if a.baselines {
         report["baselines"] = rows[1..]

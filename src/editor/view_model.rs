@@ -186,11 +186,15 @@ pub fn model_line(m: &ModelStatus) -> String {
         Some(e) => format!("No model: {e}. MIDI passes through unchanged."),
         None if m.parameters == 0 => "Loading model…".into(),
         None => format!(
-            "{} · {} · {:.1}M parameters · {}",
+            "{} · {} · {:.1}M parameters · {} · {}",
             m.name,
             m.description,
             m.parameters as f64 / 1e6,
-            m.device
+            m.device,
+            match m.guarded_runs {
+                0 => "no copy guard".to_string(),
+                n => format!("copy guard: {}k training runs", n.div_ceil(1000)),
+            }
         ),
     }
 }
@@ -290,6 +294,18 @@ mod tests {
             ..Default::default()
         };
         assert!(model_line(&err).contains("weights file not found: /x/model.safetensors"));
+        let loaded = ModelStatus {
+            name: "default".into(),
+            parameters: 3_300_000,
+            guarded_runs: 712_345,
+            ..Default::default()
+        };
+        assert!(model_line(&loaded).ends_with("copy guard: 713k training runs"));
+        let unguarded = ModelStatus {
+            guarded_runs: 0,
+            ..loaded
+        };
+        assert!(model_line(&unguarded).ends_with("no copy guard"));
         let v = WorkerView {
             generating: true,
             bars_done: 1,

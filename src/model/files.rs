@@ -1,12 +1,14 @@
 //! A model on disk: `model.safetensors` plus `config.json` (architecture, vocabulary
 //! version and hash, training record, metrics).
 
+use super::copy_guard::{CopyGuard, GUARD_FILE};
 use super::{Architecture, Model};
 use crate::tokens::Vocab;
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const CONFIG_FILE: &str = "config.json";
@@ -66,6 +68,8 @@ pub enum ModelError {
     },
     #[error("weights in {path} do not match its config.json: {reason}")]
     BadWeights { path: PathBuf, reason: String },
+    #[error("copy guard {path} is unreadable: {reason}; delete it, or rebuild it with `continuo copy-guard`")]
+    BadCopyGuard { path: PathBuf, reason: String },
     #[error("cannot write model to {path}: {reason}")]
     Write { path: PathBuf, reason: String },
 }
@@ -76,6 +80,15 @@ pub struct LoadedModel {
     pub card: ModelCard,
     pub device: Device,
     pub dir: PathBuf,
+    /// Runs of the training data the sampler must not complete; `None` for a model folder
+    /// without `copy_guard.safetensors`.
+    pub copy_guard: Option<Arc<CopyGuard>>,
+}
+
+fn parse_guard(bytes: &[u8], path: PathBuf) -> Result<Arc<CopyGuard>, ModelError> {
+    CopyGuard::from_bytes(bytes)
+        .map(Arc::new)
+        .map_err(|reason| ModelError::BadCopyGuard { path, reason })
 }
 
 /// Reads and checks `config.json` alone.
@@ -124,18 +137,31 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel, ModelError
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
         .map_err(bad)?;
     let model = Model::new(&card.architecture, vb).map_err(bad)?;
+    let guard_path = dir.join(GUARD_FILE);
+    let copy_guard = match std::fs::read(&guard_path) {
+        Ok(bytes) => Some(parse_guard(&bytes, guard_path)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(ModelError::BadCopyGuard {
+                path: guard_path,
+                reason: e.to_string(),
+            })
+        }
+    };
     Ok(LoadedModel {
         model,
         card,
         device: device.clone(),
         dir: dir.to_owned(),
+        copy_guard,
     })
 }
 
-/// Loads a model from the bytes of its two files (the plugin embeds the default model).
+/// Loads a model from the bytes of its files (the plugin embeds the default model).
 pub fn load_model_from_bytes(
     config: &str,
     weights: &'static [u8],
+    guard: Option<&[u8]>,
     name: &Path,
     device: &Device,
 ) -> Result<LoadedModel, ModelError> {
@@ -146,11 +172,15 @@ pub fn load_model_from_bytes(
     };
     let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, device).map_err(bad)?;
     let model = Model::new(&card.architecture, vb).map_err(bad)?;
+    let copy_guard = guard
+        .map(|g| parse_guard(g, name.join(GUARD_FILE)))
+        .transpose()?;
     Ok(LoadedModel {
         model,
         card,
         device: device.clone(),
         dir: name.to_owned(),
+        copy_guard,
     })
 }
 

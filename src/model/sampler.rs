@@ -1,11 +1,13 @@
 //! Generation: primer → tokens → model → grammar-masked, seeded sampling → notes.
 
+use super::copy_guard::CopyGuard;
 use super::{DecodeCache, Model};
 use crate::music::{detect_key, Key, Note, Phrase};
 use crate::tokens::{Decoder, Grammar, Token, Vocab};
 use candle_core::{Device, Result, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// How to continue a primer.
@@ -31,6 +33,8 @@ pub struct GenerateOptions {
     /// The continuation's first note falls on its first downbeat (a live answer starts on
     /// the one rather than after a rest).
     pub start_on_downbeat: bool,
+    /// Refuse notes that would complete a run of the training data (the model's copy guard).
+    pub copy_guard: Option<Arc<CopyGuard>>,
 }
 
 impl Default for GenerateOptions {
@@ -46,6 +50,7 @@ impl Default for GenerateOptions {
             key_prefix: KeyPrefix::Detect,
             beats_per_bar: 4.0,
             start_on_downbeat: false,
+            copy_guard: None,
         }
     }
 }
@@ -179,8 +184,8 @@ pub fn generate_streaming(
     generate_with(&mut ModelScorer::new(model, device), primer, opts, on_note)
 }
 
-/// The sampling loop over any [`Scorer`]: grammar, key and range masks, temperature, top-p,
-/// a seeded RNG per variation, the bar budget.
+/// The sampling loop over any [`Scorer`]: grammar, key and range masks, the copy guard,
+/// temperature, top-p, a seeded RNG per variation, the bar budget.
 pub fn generate_with(
     scorer: &mut dyn Scorer,
     primer: &Phrase,
@@ -245,6 +250,9 @@ pub fn generate_with(
                 mask[downbeat as usize] = true;
             }
             apply_pitch_masks(&mut mask, g, opts);
+            if let Some(guard) = &opts.copy_guard {
+                guard.mask_copying_durations(&mut mask, &decoders[i], &out[i], start_beat);
+            }
             let id = sample(&rows[i], &mask, opts.temperature, opts.top_p, &mut rngs[i]);
             if id == bar && decoders[i].grammar().bars_opened() >= end_bars {
                 done[i] = true;

@@ -1,14 +1,10 @@
-//! Copy detection: does a continuation repeat a run of notes from a training file?
-//!
-//! A note here is its pitch, its onset distance from the previous note and its duration (on the
-//! token grid), so a copy is a literal repeat of melody and rhythm, not merely the same pitches.
-//! Transpositions are not counted.
+//! Copy detection for `continuo eval`: does a continuation repeat a run of notes from a
+//! training file? What a run is lives in [`crate::note_runs`].
 
 use super::Piece;
 use crate::music::Note;
-use crate::tokens::{quantize, TICKS_PER_BEAT};
+use crate::note_runs::note_runs;
 use std::collections::HashSet;
-use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// Consecutive notes that count as a copy (the model issue's definition).
 pub const COPY_RUN: usize = 8;
@@ -18,36 +14,6 @@ pub const LONG_COPY_RUN: usize = 16;
 /// Every run of [`COPY_RUN`] and of [`LONG_COPY_RUN`] consecutive notes of the training pieces.
 pub struct CopyIndex {
     runs: [(usize, HashSet<u64>); 2],
-}
-
-/// (pitch, ticks since the previous onset, duration in ticks) in onset order.
-fn note_keys(notes: &[Note]) -> Vec<(u8, i64, i64)> {
-    let q = quantize(&crate::music::Phrase::new(notes.to_vec(), 4.0));
-    let tick = |b: f64| (b * TICKS_PER_BEAT as f64).round() as i64;
-    let mut prev = None;
-    q.notes
-        .iter()
-        .map(|n| {
-            let onset = tick(n.start);
-            let gap = prev.map_or(0, |p| onset - p);
-            prev = Some(onset);
-            (n.pitch, gap, tick(n.duration))
-        })
-        .collect()
-}
-
-fn run_hash(run: &[(u8, i64, i64)]) -> u64 {
-    let mut h = DefaultHasher::new();
-    // The first note's gap depends on what came before the run: leave it out.
-    run[0].0.hash(&mut h);
-    run[0].2.hash(&mut h);
-    run[1..].hash(&mut h);
-    h.finish()
-}
-
-/// Hashes of every run of `len` consecutive notes, in order.
-pub fn note_runs(notes: &[Note], len: usize) -> Vec<u64> {
-    note_keys(notes).windows(len).map(run_hash).collect()
 }
 
 impl CopyIndex {

@@ -1,9 +1,10 @@
 //! A training corpus: every `.mid` under a folder, parsed, tokenized and split by file, with
 //! near-duplicate files kept on the same side of the split.
 
-use super::copy::{note_runs, COPY_RUN};
+use super::copy::COPY_RUN;
 use crate::midi_file::read_midi;
 use crate::music::Phrase;
+use crate::note_runs::note_runs;
 use crate::tokens::Vocab;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};

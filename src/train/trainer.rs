@@ -3,6 +3,7 @@
 use super::dataset::{load_corpus, packed_stream, Corpus, WindowSampler};
 use super::eval::{nll, windows};
 use super::optim::{learning_rate, AdamW};
+use crate::model::copy_guard::CopyGuard;
 use crate::model::files::{save_model, ModelCard, VocabStamp};
 use crate::model::{Architecture, Model};
 use anyhow::{Context, Result};
@@ -264,6 +265,7 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
         }),
     };
     save_model(&opts.out, &varmap, &card)?;
+    CopyGuard::new(corpus.train.iter().map(|p| p.phrase.notes.as_slice())).save(&opts.out)?;
     crate::plot::draw_loss_curve(
         &opts.out.join("loss.png"),
         &smooth(&state.train_curve),
