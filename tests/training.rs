@@ -1,4 +1,5 @@
-//! Training on a folder: bad files are skipped by name, loss goes down, resume continues.
+//! Training on a folder: bad files are skipped by name, loss goes down, resume continues, the
+//! copy guard holds the training runs.
 
 mod common;
 
@@ -94,9 +95,31 @@ fn a_tiny_transformer_lowers_validation_loss_clearly() {
         "config.json",
         "loss.png",
         "checkpoint/state.json",
+        "copy_guard.safetensors",
     ] {
         assert!(dir.path().join("m").join(f).is_file(), "{f} missing");
     }
+    // The copy guard holds the training files' runs, and only theirs.
+    let loaded = continuo::model::load_model(&dir.path().join("m"), &Device::Cpu).unwrap();
+    let guard = loaded.copy_guard.expect("training writes a copy guard");
+    let corpus = load_corpus(&opts.data).unwrap();
+    let long: Vec<_> = corpus
+        .train
+        .iter()
+        .filter(|p| p.phrase.notes.len() >= 8)
+        .collect();
+    assert!(!long.is_empty());
+    assert!(long.iter().all(|p| guard.copies(&p.phrase.notes)));
+    // A zig-zag in dotted eighths: in no fixture.
+    let unheard: Vec<_> = (0..12u8)
+        .map(|i| continuo::music::Note {
+            start: i as f64 * 0.75,
+            duration: 0.25,
+            pitch: if i % 2 == 0 { 60 + i } else { 90 - i },
+            velocity: 64,
+        })
+        .collect();
+    assert!(!guard.copies(&unheard));
 }
 
 #[test]

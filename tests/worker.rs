@@ -51,6 +51,8 @@ fn spawn() -> (Arc<Shared>, Worker, continuo::worker::AudioEnds) {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    // Training wrote a copy guard beside the weights, and the worker generates with it.
+    assert!(shared.view().model.guarded_runs > 0);
     (shared, worker, ends)
 }
 

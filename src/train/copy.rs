@@ -13,30 +13,36 @@ pub const LONG_COPY_RUN: usize = 16;
 
 /// Every run of [`COPY_RUN`] and of [`LONG_COPY_RUN`] consecutive notes of the training pieces.
 pub struct CopyIndex {
-    runs: [(usize, HashSet<u64>); 2],
+    runs: HashSet<u64>,
+    long_runs: HashSet<u64>,
 }
 
 impl CopyIndex {
     pub fn new(pieces: &[Piece]) -> Self {
         let index = |len| {
-            let runs = pieces
+            pieces
                 .iter()
                 .flat_map(|p| note_runs(&p.phrase.notes, len))
-                .collect();
-            (len, runs)
+                .collect()
         };
         Self {
-            runs: [index(COPY_RUN), index(LONG_COPY_RUN)],
+            runs: index(COPY_RUN),
+            long_runs: index(LONG_COPY_RUN),
         }
     }
 
-    /// Whether `notes` contain a run of `len` notes ([`COPY_RUN`] or [`LONG_COPY_RUN`]) found
-    /// in a training piece.
-    pub fn copies(&self, notes: &[Note], len: usize) -> bool {
-        let Some((_, runs)) = self.runs.iter().find(|(l, _)| *l == len) else {
-            panic!("runs of {len} notes are not indexed");
-        };
-        note_runs(notes, len).iter().any(|h| runs.contains(h))
+    /// Whether `notes` contain a run of [`COPY_RUN`] notes found in a training piece.
+    pub fn copies(&self, notes: &[Note]) -> bool {
+        note_runs(notes, COPY_RUN)
+            .iter()
+            .any(|h| self.runs.contains(h))
+    }
+
+    /// The same for [`LONG_COPY_RUN`] notes.
+    pub fn copies_long(&self, notes: &[Note]) -> bool {
+        note_runs(notes, LONG_COPY_RUN)
+            .iter()
+            .any(|h| self.long_runs.contains(h))
     }
 }
 
@@ -69,14 +75,11 @@ mod tests {
         let index = CopyIndex::new(&[piece]);
         // The same eight notes later in time: a copy.
         let later = scale(3.0, &[62, 64, 65, 67, 69, 71, 72, 74], 0.5);
-        assert!(index.copies(&later, COPY_RUN));
-        assert!(!index.copies(&later, LONG_COPY_RUN));
+        assert!(index.copies(&later));
+        assert!(!index.copies_long(&later));
         // Same pitches, other rhythm: not a copy.
-        assert!(!index.copies(
-            &scale(0.0, &[62, 64, 65, 67, 69, 71, 72, 74], 1.0),
-            COPY_RUN
-        ));
+        assert!(!index.copies(&scale(0.0, &[62, 64, 65, 67, 69, 71, 72, 74], 1.0)));
         // Seven notes cannot be a copy.
-        assert!(!index.copies(&scale(0.0, &[62, 64, 65, 67, 69, 71, 72], 0.5), COPY_RUN));
+        assert!(!index.copies(&scale(0.0, &[62, 64, 65, 67, 69, 71, 72], 0.5)));
     }
 }

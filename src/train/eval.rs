@@ -1,7 +1,7 @@
 //! Held-out evaluation: negative log-likelihood, and musical statistics of continuations
 //! compared with the real ones.
 
-use super::copy::{CopyIndex, COPY_RUN, LONG_COPY_RUN};
+use super::copy::CopyIndex;
 use super::Piece;
 use crate::model::sampler::{generate_with, Scorer};
 use crate::model::{GenerateOptions, Model};
@@ -104,9 +104,8 @@ impl Accumulator {
         let notes = &continuation.notes;
         let share = |copied: bool| if copied { 1.0 } else { 0.0 };
         if let Some(index) = copies {
-            self.copies.push(share(index.copies(notes, COPY_RUN)));
-            self.long_copies
-                .push(share(index.copies(notes, LONG_COPY_RUN)));
+            self.copies.push(share(index.copies(notes)));
+            self.long_copies.push(share(index.copies_long(notes)));
         }
         let agree = metrics::key_agreement(&primer.notes, notes).unwrap_or(false);
         self.key.push(if agree { 1.0 } else { 0.0 });
