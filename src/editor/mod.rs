@@ -20,7 +20,8 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use view_model::{
-    activity_line, export_name, history_labels, key_label, model_line, utc_datetime, RollLayout,
+    activity_line, export_name, guard_line, history_labels, key_label, model_line, utc_datetime,
+    RollLayout,
 };
 
 pub const WIDTH: f32 = 720.0;
@@ -140,6 +141,9 @@ impl NiceEguiApp for EditorApp {
         });
         ui.horizontal(|ui| {
             ui.label(activity_line(&view));
+            if let Some(g) = guard_line(&view.model) {
+                ui.label(format!("· {g}"));
+            }
             if let Some(e) = &view.last_error {
                 ui.colored_label(Color32::from_rgb(230, 90, 80), e);
             }

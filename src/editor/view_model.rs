@@ -186,17 +186,24 @@ pub fn model_line(m: &ModelStatus) -> String {
         Some(e) => format!("No model: {e}. MIDI passes through unchanged."),
         None if m.parameters == 0 => "Loading model…".into(),
         None => format!(
-            "{} · {} · {:.1}M parameters · {} · {}",
+            "{} · {} · {:.1}M parameters · {}",
             m.name,
             m.description,
             m.parameters as f64 / 1e6,
-            m.device,
-            match m.guarded_runs {
-                0 => "no copy guard".to_string(),
-                n => format!("copy guard: {}k training runs", n.div_ceil(1000)),
-            }
+            m.device
         ),
     }
+}
+
+/// Whether the loaded model's copy guard is on (shown beside the activity line).
+pub fn guard_line(m: &ModelStatus) -> Option<String> {
+    if !m.loaded() {
+        return None;
+    }
+    Some(match m.guarded_runs {
+        0 => "no copy guard".to_string(),
+        n => format!("copy guard: {}k training runs", n.div_ceil(1000)),
+    })
 }
 
 /// The activity line: generating with progress, or idle with the last speed.
@@ -300,12 +307,16 @@ mod tests {
             guarded_runs: 712_345,
             ..Default::default()
         };
-        assert!(model_line(&loaded).ends_with("copy guard: 713k training runs"));
+        assert_eq!(
+            guard_line(&loaded).as_deref(),
+            Some("copy guard: 713k training runs")
+        );
         let unguarded = ModelStatus {
             guarded_runs: 0,
             ..loaded
         };
-        assert!(model_line(&unguarded).ends_with("no copy guard"));
+        assert_eq!(guard_line(&unguarded).as_deref(), Some("no copy guard"));
+        assert_eq!(guard_line(&err), None);
         let v = WorkerView {
             generating: true,
             bars_done: 1,
