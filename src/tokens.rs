@@ -55,6 +55,22 @@ pub enum Token {
     AnyKey,
 }
 
+impl Token {
+    /// What the token says, for reports: "pitch", "duration", "position", …
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Token::Pad | Token::Bos | Token::Eos => "sequence",
+            Token::Bar => "bar",
+            Token::Meter(_) => "meter",
+            Token::Position(_) => "position",
+            Token::Pitch(_) => "pitch",
+            Token::Velocity(_) => "velocity",
+            Token::Duration(_) => "duration",
+            Token::Key(_) | Token::AnyKey => "key prefix",
+        }
+    }
+}
+
 const PAD: u32 = 0;
 const BOS: u32 = 1;
 const EOS: u32 = 2;

@@ -10,7 +10,7 @@ use continuo::model::{
 use continuo::music::parse::{parse_key, parse_pitch};
 use continuo::music::{detect_key, Key};
 use continuo::tokens::Vocab;
-use continuo::train::eval::{continuation_stats, nll, primer_cases, windows};
+use continuo::train::eval::{continuation_stats, nll, nll_by_kind, primer_cases, windows};
 use continuo::train::{dataset, train, TrainOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -608,6 +608,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     };
 
     let (total, count) = nll(&loaded.model, &device, &ws, 16)?;
+    let by_kind = nll_by_kind(&loaded.model, &device, &ws, 16)?;
     let (model_stats, real_stats) = continuation_stats(
         &mut ModelScorer::new(&loaded.model, &device),
         &cases,
@@ -671,6 +672,18 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         "key_lock": a.key_lock,
         "key_prefix": !a.no_key_prefix,
         "copy_guard_runs": opts.copy_guard.as_ref().map(|g| g.len()),
+        "nll_by_kind": by_kind
+            .iter()
+            .map(|(kind, &(nats, n, first))| {
+                let per = |x: f64| x / n.max(1) as f64;
+                let v = serde_json::json!({
+                    "nll_per_token": per(nats),
+                    "tokens": n,
+                    "top1": per(first as f64),
+                });
+                (kind.to_string(), v)
+            })
+            .collect::<serde_json::Map<_, _>>(),
     });
     if a.baselines {
         report["baselines"] = rows[1..]
@@ -757,5 +770,13 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         &|r| r.stats.long_copy_rate,
         Some(real_stats.long_copy_rate),
     );
+    println!("model NLL by kind of token predicted:");
+    for (kind, &(nats, n, first)) in &by_kind {
+        println!(
+            "  {kind:<12} {:>7.3} nats over {n:>7} tokens, first choice right {:>5.1} %",
+            nats / n.max(1) as f64,
+            100.0 * first as f64 / n.max(1) as f64
+        );
+    }
     Ok(())
 }

@@ -9,6 +9,7 @@ use crate::music::{detect_key, metrics, Phrase};
 use crate::tokens::Vocab;
 use candle_core::{Device, Result, Tensor, D};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Cuts a packed token stream into windows of `AnyKey` and `len` tokens, so each token is
 /// predicted exactly once and the model is told nothing about the key.
@@ -21,15 +22,15 @@ pub fn windows(stream: &[u32], len: usize, max_windows: usize) -> Vec<Vec<u32>> 
         .collect()
 }
 
-/// Sum of negative log-likelihoods (nats) and number of predicted tokens over `windows`.
-pub fn nll(
+/// Calls `f` with the logits (n, vocab) and next-token targets (n) of each batch of
+/// equal-length windows.
+fn predicted_batches(
     model: &Model,
     device: &Device,
     windows: &[Vec<u32>],
     batch: usize,
-) -> Result<(f64, usize)> {
-    let mut total = 0f64;
-    let mut count = 0usize;
+    mut f: impl FnMut(&Tensor, &Tensor) -> Result<()>,
+) -> Result<()> {
     let mut i = 0;
     while i < windows.len() {
         let len = windows[i].len();
@@ -49,13 +50,61 @@ pub fn nll(
         let target = ids.narrow(1, 1, len - 1)?.flatten_all()?;
         let logits = model.forward(&input)?;
         let v = logits.dim(D::Minus1)?;
-        let logits = logits.reshape(((len - 1) * group.len(), v))?;
-        let loss = crate::model::ops::cross_entropy(&logits, &target)?.to_scalar::<f32>()? as f64;
-        let n = (len - 1) * group.len();
+        f(&logits.reshape(((len - 1) * group.len(), v))?, &target)?;
+    }
+    Ok(())
+}
+
+/// Sum of negative log-likelihoods (nats) and number of predicted tokens over `windows`.
+pub fn nll(
+    model: &Model,
+    device: &Device,
+    windows: &[Vec<u32>],
+    batch: usize,
+) -> Result<(f64, usize)> {
+    let mut total = 0f64;
+    let mut count = 0usize;
+    predicted_batches(model, device, windows, batch, |logits, target| {
+        let loss = crate::model::ops::cross_entropy(logits, target)?.to_scalar::<f32>()? as f64;
+        let n = target.dim(0)?;
         total += loss * n as f64;
         count += n;
-    }
+        Ok(())
+    })?;
     Ok((total, count))
+}
+
+/// [`nll`] split by the kind of token predicted (pitch, duration, position…): where a model
+/// is uncertain. Values are (sum of nats, tokens, tokens that were the model's first choice).
+pub fn nll_by_kind(
+    model: &Model,
+    device: &Device,
+    windows: &[Vec<u32>],
+    batch: usize,
+) -> Result<BTreeMap<&'static str, (f64, usize, usize)>> {
+    let mut kinds: BTreeMap<&'static str, (f64, usize, usize)> = BTreeMap::new();
+    predicted_batches(model, device, windows, batch, |logits, target| {
+        let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+        let picked = log_p
+            .gather(&target.unsqueeze(1)?, 1)?
+            .squeeze(1)?
+            .to_vec1::<f32>()?;
+        let first_choice = log_p.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        for ((id, lp), best) in target
+            .to_vec1::<u32>()?
+            .into_iter()
+            .zip(picked)
+            .zip(first_choice)
+        {
+            let kind = Vocab.token(id).map_or("other", |t| t.kind());
+            let e = kinds.entry(kind).or_default();
+            e.0 -= lp as f64;
+            e.1 += 1;
+            e.2 += usize::from(best == id);
+        }
+        Ok(())
+    })?;
+    Ok(kinds)
 }
 
 /// Musical statistics of a set of continuations, averaged over primers.
@@ -206,6 +255,40 @@ pub fn continuation_stats(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{lstm, Architecture};
+    use crate::music::Note;
+    use candle_core::DType;
+    use candle_nn::{VarBuilder, VarMap};
+
+    #[test]
+    fn nll_by_kind_adds_up_to_nll() {
+        let dev = Device::Cpu;
+        let arch = Architecture::Lstm(lstm::Config {
+            vocab_size: Vocab.size(),
+            d_embed: 8,
+            hidden: 16,
+            n_layers: 1,
+        });
+        let vm = VarMap::new();
+        let model = Model::new(&arch, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+        let notes = (0..12u8)
+            .map(|i| Note {
+                start: i as f64 * 0.5,
+                duration: 0.5,
+                pitch: 60 + i,
+                velocity: 80,
+            })
+            .collect();
+        let stream = Vocab.encode(&Phrase::new(notes, 4.0), true);
+        let ws = windows(&stream, 16, 100);
+        let (total, count) = nll(&model, &dev, &ws, 2).unwrap();
+        let kinds = nll_by_kind(&model, &dev, &ws, 2).unwrap();
+        assert_eq!(kinds.values().map(|k| k.1).sum::<usize>(), count);
+        let sum: f64 = kinds.values().map(|k| k.0).sum();
+        assert!((sum - total).abs() < 1e-4 * total, "{sum} vs {total}");
+        assert_eq!(kinds["pitch"].1, 12);
+        assert_eq!(kinds["duration"].1, 12);
+    }
 
     #[test]
     fn every_token_is_predicted_once_after_any_key() {
