@@ -166,3 +166,29 @@ fn a_missing_weights_file_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn a_model_without_a_copy_guard_loads_and_a_broken_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(common::tiny_model_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    // A model trained before guards existed still loads, without one.
+    let loaded = load_model(dir.path(), &Device::Cpu).unwrap();
+    assert!(loaded.copy_guard.is_none());
+    // A truncated guard is an error that names the file, not a silently unguarded model.
+    let guard = std::fs::read(common::tiny_model_dir().join("copy_guard.safetensors")).unwrap();
+    std::fs::write(
+        dir.path().join("copy_guard.safetensors"),
+        &guard[..guard.len() / 2],
+    )
+    .unwrap();
+    let err = load_model(dir.path(), &Device::Cpu)
+        .err()
+        .expect("loaded with a broken copy guard")
+        .to_string();
+    assert!(
+        err.contains("copy_guard.safetensors") && err.contains("continuo copy-guard"),
+        "{err}"
+    );
+}
