@@ -303,7 +303,7 @@ impl WorkerState {
             notes,
             beats_per_bar: generated.variations[0].beats_per_bar,
             bars: p.settings.bars,
-            key: key.or_else(|| detect_key(&primer.notes)).map(|k| k.name()),
+            key: opts.told_key(&primer).map(|k| k.name()),
         };
         (self.hooks.on_idea)(&idea);
         let mut view = self.shared.view();

@@ -125,12 +125,26 @@ fn ten_thousand_tokens_from_a_random_model_are_all_well_formed() {
     }
 }
 
-#[test]
-fn a_model_with_another_vocabulary_is_refused_naming_its_config() {
+/// A temporary model folder holding these files of the tiny test model.
+fn tiny_model_copy(files: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for f in ["config.json", "model.safetensors"] {
+    for f in files {
         std::fs::copy(common::tiny_model_dir().join(f), dir.path().join(f)).unwrap();
     }
+    dir
+}
+
+/// The error loading `dir` gives (it must give one).
+fn load_error(dir: &std::path::Path) -> String {
+    match load_model(dir, &Device::Cpu) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_model_with_another_vocabulary_is_refused_naming_its_config() {
+    let dir = tiny_model_copy(&["config.json", "model.safetensors"]);
     let path = dir.path().join("config.json");
     let mut card: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -151,16 +165,8 @@ fn a_model_with_another_vocabulary_is_refused_naming_its_config() {
 
 #[test]
 fn a_missing_weights_file_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        common::tiny_model_dir().join("config.json"),
-        dir.path().join("config.json"),
-    )
-    .unwrap();
-    let err = load_model(dir.path(), &Device::Cpu)
-        .err()
-        .expect("loaded without weights")
-        .to_string();
+    let dir = tiny_model_copy(&["config.json"]);
+    let err = load_error(dir.path());
     assert!(
         err.contains("weights file not found") && err.contains("model.safetensors"),
         "{err}"
@@ -169,10 +175,7 @@ fn a_missing_weights_file_is_named() {
 
 #[test]
 fn a_model_without_a_copy_guard_loads_and_a_broken_one_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(common::tiny_model_dir().join(f), dir.path().join(f)).unwrap();
-    }
+    let dir = tiny_model_copy(&["config.json", "model.safetensors"]);
     // A model trained before guards existed still loads, without one.
     let loaded = load_model(dir.path(), &Device::Cpu).unwrap();
     assert!(loaded.copy_guard.is_none());
@@ -183,10 +186,7 @@ fn a_model_without_a_copy_guard_loads_and_a_broken_one_is_named() {
         &guard[..guard.len() / 2],
     )
     .unwrap();
-    let err = load_model(dir.path(), &Device::Cpu)
-        .err()
-        .expect("loaded with a broken copy guard")
-        .to_string();
+    let err = load_error(dir.path());
     assert!(
         err.contains("copy_guard.safetensors") && err.contains("continuo copy-guard"),
         "{err}"

@@ -10,7 +10,7 @@ use continuo::model::{
 use continuo::music::parse::{parse_key, parse_pitch};
 use continuo::music::{detect_key, Key};
 use continuo::tokens::Vocab;
-use continuo::train::eval::{continuation_stats, nll, nll_by_kind, primer_cases, windows};
+use continuo::train::eval::{continuation_stats, nll_by_kind, primer_cases, windows};
 use continuo::train::{dataset, train, TrainOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -607,8 +607,11 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         ..Default::default()
     };
 
-    let (total, count) = nll(&loaded.model, &device, &ws, 16)?;
+    // One pass over the held-out windows gives the total and its parts.
     let by_kind = nll_by_kind(&loaded.model, &device, &ws, 16)?;
+    let (total, count) = by_kind
+        .values()
+        .fold((0.0, 0), |(t, c), &(nats, n, _)| (t + nats, c + n));
     let (model_stats, real_stats) = continuation_stats(
         &mut ModelScorer::new(&loaded.model, &device),
         &cases,

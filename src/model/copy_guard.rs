@@ -72,14 +72,6 @@ impl CopyGuard {
             .any(|h| self.contains(h))
     }
 
-    /// Whether `notes` (on the token grid, in token order) end with a guarded run.
-    fn ends_with_copy(&self, notes: &[Note]) -> bool {
-        notes.len() >= GUARD_RUN && {
-            let keys = grid_note_keys(&notes[notes.len() - GUARD_RUN..]);
-            self.contains(run_hash(&keys))
-        }
-    }
-
     /// Clears in `mask` every duration that would finish the note `decoder` is decoding into
     /// the last note of a guarded run of `continuation`. If every allowed duration would, the
     /// mask is left as it was: the grammar needs a duration here, so the copy goes through
@@ -111,7 +103,8 @@ impl CopyGuard {
                 start: note.start - start_beat,
                 ..note
             });
-            if self.ends_with_copy(&run) {
+            // `run` is on the token grid and in token order, as the decoder made it.
+            if self.contains(run_hash(&grid_note_keys(&run))) {
                 refused.push(id);
             }
         }

@@ -55,6 +55,17 @@ impl Default for GenerateOptions {
     }
 }
 
+impl GenerateOptions {
+    /// The key the prompt's key prefix names for `primer` (`None`: `AnyKey`).
+    pub fn told_key(&self, primer: &Phrase) -> Option<Key> {
+        match self.key_prefix {
+            KeyPrefix::Detect => self.key.or_else(|| detect_key(&primer.notes)),
+            KeyPrefix::Told(k) => Some(k),
+            KeyPrefix::Any => None,
+        }
+    }
+}
+
 /// Which key a generation tells the model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum KeyPrefix {
@@ -333,11 +344,7 @@ pub fn prompt_tokens(
     max_ctx: Option<usize>,
 ) -> (Vec<u32>, u32, f64) {
     let vocab = Vocab;
-    let prefix = vocab.key_prefix(match opts.key_prefix {
-        KeyPrefix::Detect => opts.key.or_else(|| detect_key(&primer.notes)),
-        KeyPrefix::Told(k) => Some(k),
-        KeyPrefix::Any => None,
-    });
+    let prefix = vocab.key_prefix(opts.told_key(primer));
     let with_prefix = |ids: Vec<u32>| -> Vec<u32> { std::iter::once(prefix).chain(ids).collect() };
     if primer.notes.is_empty() {
         let empty = Phrase::new(vec![], opts.beats_per_bar);

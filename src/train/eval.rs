@@ -157,7 +157,7 @@ impl Accumulator {
             self.long_copies.push(share(index.copies_long(notes)));
         }
         let agree = metrics::key_agreement(&primer.notes, notes).unwrap_or(false);
-        self.key.push(if agree { 1.0 } else { 0.0 });
+        self.key.push(share(agree));
         if let Some(k) = detect_key(&primer.notes) {
             if let Some(s) = metrics::pitch_in_scale(k, notes) {
                 self.scale.push(s);
