@@ -32,6 +32,9 @@ fn settings() -> EngineSettings {
             key_lock: KeyLock::Off,
             low: 0,
             high: 127,
+            texture: Default::default(),
+            rhythm: Default::default(),
+            candidates: 1,
         },
     }
 }

@@ -19,10 +19,12 @@ const WRITE_TICKS_PER_BEAT: u16 = 480;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MidiFileError {
-    #[error("cannot read {path}: {source}")]
+    // The OS error is part of the message and deliberately not a `source`: printed as a
+    // chain (`{:#}`), it would appear twice.
+    #[error("cannot read {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path} is not a readable MIDI file ({reason}); check that it is a Standard MIDI File (.mid)")]
     Parse { path: PathBuf, reason: String },
@@ -30,10 +32,10 @@ pub enum MidiFileError {
     Timecode { path: PathBuf },
     #[error("{path} holds no notes")]
     NoNotes { path: PathBuf },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -42,6 +44,9 @@ pub enum MidiFileError {
 pub struct MidiSong {
     /// All melodic notes (every track, every channel but 10), merged.
     pub melodic: Phrase,
+    /// The melodic notes of each track and channel on its own (a bass line, a chord part, a
+    /// melody), in file order: what a plugin on one DAW track hears.
+    pub parts: Vec<Phrase>,
     /// Notes on channel 10, kept apart: drums are not melodic training data.
     pub drums: Vec<Note>,
     pub ticks_per_beat: u16,
@@ -49,9 +54,9 @@ pub struct MidiSong {
 
 /// Reads a file; see [`parse_midi`].
 pub fn read_midi(path: &Path) -> Result<MidiSong, MidiFileError> {
-    let bytes = std::fs::read(path).map_err(|source| MidiFileError::Io {
+    let bytes = std::fs::read(path).map_err(|error| MidiFileError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     parse_midi(&bytes, path)
 }
@@ -78,10 +83,12 @@ pub fn parse_midi(bytes: &[u8], path: &Path) -> Result<MidiSong, MidiFileError> 
     };
     let tpb = ticks_per_beat as f64;
     let mut melodic = Vec::new();
+    // Notes per (track, channel), in order of first appearance.
+    let mut parts: Vec<((usize, u8), Vec<Note>)> = Vec::new();
     let mut drums = Vec::new();
     let mut beats_per_bar: Option<f64> = None;
 
-    for track in &smf.tracks {
+    for (track_index, track) in smf.tracks.iter().enumerate() {
         // Open notes of this track: (channel, key) -> stack of (start tick, velocity).
         let mut open: Vec<Vec<(u64, u8)>> = vec![Vec::new(); 16 * 128];
         let mut tick: u64 = 0;
@@ -121,6 +128,11 @@ pub fn parse_midi(bytes: &[u8], path: &Path) -> Result<MidiSong, MidiFileError> 
                             drums.push(note);
                         } else {
                             melodic.push(note);
+                            let part = (track_index, ch);
+                            match parts.iter_mut().find(|(k, _)| *k == part) {
+                                Some((_, notes)) => notes.push(note),
+                                None => parts.push((part, vec![note])),
+                            }
                         }
                     }
                 }
@@ -139,6 +151,10 @@ pub fn parse_midi(bytes: &[u8], path: &Path) -> Result<MidiSong, MidiFileError> 
     crate::music::phrase::sort_notes(&mut drums);
     Ok(MidiSong {
         melodic: Phrase::new(melodic, bpb),
+        parts: parts
+            .into_iter()
+            .map(|(_, notes)| Phrase::new(notes, bpb))
+            .collect(),
         drums,
         ticks_per_beat,
     })
@@ -160,9 +176,9 @@ pub fn write_midi(
     tempo_bpm: f64,
 ) -> Result<(), MidiFileError> {
     let bytes = midi_bytes(tracks, beats_per_bar, tempo_bpm);
-    std::fs::write(path, bytes).map_err(|source| MidiFileError::Write {
+    std::fs::write(path, bytes).map_err(|error| MidiFileError::Write {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 

@@ -3,6 +3,10 @@
 
 use crate::audio::messages::{GenerationSettings, KeyLock};
 use crate::audio::trigger::TriggerMode;
+use crate::model::sampler::{DEFAULT_CANDIDATES, MAX_CANDIDATES};
+use crate::music::texture::{
+    Rhythm, TextureRequest, Told, DENSITY_NAMES, POLYPHONY_NAMES, REGISTER_NAMES,
+};
 use crate::music::{Key, Note};
 use crate::shared::Idea;
 use nice_plug::prelude::*;
@@ -14,6 +18,15 @@ pub enum Quantize {
     Beat,
     #[name = "Next bar"]
     Bar,
+}
+
+/// Where the answer's onsets may fall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum RhythmMode {
+    #[name = "Free"]
+    Free,
+    #[name = "Like primer"]
+    LikePrimer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -76,6 +89,20 @@ pub struct ContinuoParams {
     pub high: IntParam,
     #[id = "seed"]
     pub seed: IntParam,
+    /// Notes per onset the model is told: 0 = like the primer, else a bin + 1.
+    #[id = "poly"]
+    pub polyphony: IntParam,
+    /// Notes per beat: 0 = like the primer, else a bin + 1.
+    #[id = "density"]
+    pub density: IntParam,
+    /// Median pitch: 0 = like the primer, else a bin + 1.
+    #[id = "register"]
+    pub register: IntParam,
+    #[id = "rhythm"]
+    pub rhythm: EnumParam<RhythmMode>,
+    /// Candidates per answer: the one most in kind with the primer is played.
+    #[id = "cands"]
+    pub candidates: IntParam,
 
     #[persist = "session"]
     pub session: Arc<Mutex<SessionState>>,
@@ -131,6 +158,18 @@ impl Default for ContinuoParams {
                 .with_value_to_string(formatters::v2s_i32_key_formatter())
                 .with_string_to_value(formatters::s2v_i32_key_formatter()),
             seed: IntParam::new("Variation seed", 1, IntRange::Linear { min: 0, max: 9999 }),
+            polyphony: texture_param("Polyphony", &POLYPHONY_NAMES),
+            density: texture_param("Density", &DENSITY_NAMES),
+            register: texture_param("Register", &REGISTER_NAMES),
+            rhythm: EnumParam::new("Rhythm", RhythmMode::Free),
+            candidates: IntParam::new(
+                "Candidates",
+                DEFAULT_CANDIDATES as i32,
+                IntRange::Linear {
+                    min: 1,
+                    max: MAX_CANDIDATES as i32,
+                },
+            ),
             session: Arc::new(Mutex::new(SessionState::default())),
             editor_state: crate::editor::default_state(),
         }
@@ -152,6 +191,44 @@ impl ContinuoParams {
             },
             low: self.low.value().clamp(0, 127) as u8,
             high: self.high.value().clamp(0, 127) as u8,
+            texture: TextureRequest {
+                polyphony: told(self.polyphony.value()),
+                density: told(self.density.value()),
+                register: told(self.register.value()),
+            },
+            rhythm: match self.rhythm.value() {
+                RhythmMode::Free => Rhythm::Free,
+                RhythmMode::LikePrimer => Rhythm::LikePrimer,
+            },
+            candidates: self.candidates.value().clamp(1, MAX_CANDIDATES as i32) as u8,
         }
     }
+}
+
+/// A texture parameter's value as a request: 0 is "Like primer", `i` is bin `i - 1`.
+fn told(value: i32) -> Told {
+    match value {
+        i if i <= 0 => Told::LikePrimer,
+        i => Told::Bin((i - 1) as u8),
+    }
+}
+
+/// A parameter over "Like primer" and the bins `names` of a texture attribute.
+fn texture_param(name: &str, names: &'static [&'static str]) -> IntParam {
+    IntParam::new(
+        name,
+        0,
+        IntRange::Linear {
+            min: 0,
+            max: names.len() as i32,
+        },
+    )
+    .with_value_to_string(Arc::new(move |i| match i {
+        i if i <= 0 => "Like primer".to_string(),
+        i => names[(i as usize - 1).min(names.len() - 1)].to_string(),
+    }))
+    .with_string_to_value(Arc::new(move |s| match Told::parse(s, names)? {
+        Told::Bin(b) => Some(b as i32 + 1),
+        _ => Some(0),
+    }))
 }

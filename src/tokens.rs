@@ -7,14 +7,20 @@
 //! The [`Vocab`] owns every token id; nothing else computes ids by hand. The [`Grammar`] is the
 //! state machine of well-formed sequences, used both to check and to mask sampling.
 //!
-//! A sequence fed to a model starts with one *key prefix*: `Key(k)` names the key the music
-//! is in (as [`detect_key`] hears it), `AnyKey` says nothing. Training draws it from each
-//! window's own notes, generation from the primer, so a model learns to stay in the key it
-//! is given. The prefix is conditioning, not music: the grammar accepts it before `BOS` and
-//! the decoder skips it.
+//! A sequence fed to a model starts with a *prefix* of [`PREFIX_LEN`] tokens that tells it
+//! what to play: `Key(k)` names the key the music is in (as [`detect_key`] hears it), then
+//! `Polyphony(b)`, `Density(b)` and `Register(b)` name the bins of its [`Texture`]; each has
+//! an "any" value (`AnyKey`, `AnyPolyphony`…) that says nothing. Training draws the prefix
+//! from each window's own notes, generation from the primer (or the user's choice), so a
+//! model learns to answer in the key and texture it is given. The prefix is conditioning,
+//! not music: the grammar accepts it, in that order, before `BOS`, and the decoder skips it.
+//!
+//! Version 3 appends the texture tokens after version 2's ids, which keep their meaning, so
+//! a v2 model's weights can start a v3 training run (`continuo train --from`).
 
 use crate::music::key::key_from_histogram;
-use crate::music::{Key, Note, Phrase};
+use crate::music::texture::{DENSITY_BINS, POLYPHONY_BINS, REGISTER_BINS};
+use crate::music::{Key, Note, Phrase, Texture, TextureBins};
 use sha2::{Digest, Sha256};
 
 /// Grid resolution in ticks per beat (quarter note).
@@ -31,7 +37,11 @@ pub const DURATION_TICKS: [u32; 27] = [
     144, 192,
 ];
 /// Bump when the meaning of any id changes; models record it and are refused on mismatch.
-pub const VOCAB_VERSION: u32 = 2;
+pub const VOCAB_VERSION: u32 = 3;
+/// Tokens before `BOS`: key, polyphony, density, register.
+pub const PREFIX_LEN: usize = 4;
+/// The vocabulary size of version 2, whose ids are the first ids of version 3.
+pub const V2_VOCAB_SIZE: usize = ANY_KEY as usize + 1;
 
 /// One event of the vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,6 +63,15 @@ pub enum Token {
     Key(u8),
     /// Key prefix that names no key.
     AnyKey,
+    /// Texture prefix: polyphony bin, 0..[`POLYPHONY_BINS`].
+    Polyphony(u8),
+    AnyPolyphony,
+    /// Texture prefix: density bin, 0..[`DENSITY_BINS`].
+    Density(u8),
+    AnyDensity,
+    /// Texture prefix: register bin, 0..[`REGISTER_BINS`].
+    Register(u8),
+    AnyRegister,
 }
 
 impl Token {
@@ -67,6 +86,12 @@ impl Token {
             Token::Velocity(_) => "velocity",
             Token::Duration(_) => "duration",
             Token::Key(_) | Token::AnyKey => "key prefix",
+            Token::Polyphony(_)
+            | Token::AnyPolyphony
+            | Token::Density(_)
+            | Token::AnyDensity
+            | Token::Register(_)
+            | Token::AnyRegister => "texture prefix",
         }
     }
 }
@@ -82,7 +107,13 @@ const VELOCITY0: u32 = PITCH0 + 128;
 const DURATION0: u32 = VELOCITY0 + VELOCITY_LEVELS.len() as u32;
 const KEY0: u32 = DURATION0 + DURATION_TICKS.len() as u32;
 const ANY_KEY: u32 = KEY0 + 24;
-const VOCAB_SIZE: u32 = ANY_KEY + 1;
+const POLYPHONY0: u32 = ANY_KEY + 1;
+const ANY_POLYPHONY: u32 = POLYPHONY0 + POLYPHONY_BINS as u32;
+const DENSITY0: u32 = ANY_POLYPHONY + 1;
+const ANY_DENSITY: u32 = DENSITY0 + DENSITY_BINS as u32;
+const REGISTER0: u32 = ANY_DENSITY + 1;
+const ANY_REGISTER: u32 = REGISTER0 + REGISTER_BINS as u32;
+const VOCAB_SIZE: u32 = ANY_REGISTER + 1;
 
 /// The vocabulary: token ⇄ id, its size, version and a hash of its layout.
 #[derive(Debug, Clone, Copy, Default)]
@@ -123,6 +154,12 @@ impl Vocab {
             Token::Duration(d) => DURATION0 + d as u32,
             Token::Key(k) => KEY0 + k as u32,
             Token::AnyKey => ANY_KEY,
+            Token::Polyphony(b) => POLYPHONY0 + b as u32,
+            Token::AnyPolyphony => ANY_POLYPHONY,
+            Token::Density(b) => DENSITY0 + b as u32,
+            Token::AnyDensity => ANY_DENSITY,
+            Token::Register(b) => REGISTER0 + b as u32,
+            Token::AnyRegister => ANY_REGISTER,
         }
     }
 
@@ -139,6 +176,12 @@ impl Vocab {
             i if i < KEY0 => Token::Duration((i - DURATION0) as u8),
             i if i < ANY_KEY => Token::Key((i - KEY0) as u8),
             ANY_KEY => Token::AnyKey,
+            i if i < ANY_POLYPHONY => Token::Polyphony((i - POLYPHONY0) as u8),
+            ANY_POLYPHONY => Token::AnyPolyphony,
+            i if i < ANY_DENSITY => Token::Density((i - DENSITY0) as u8),
+            ANY_DENSITY => Token::AnyDensity,
+            i if i < ANY_REGISTER => Token::Register((i - REGISTER0) as u8),
+            ANY_REGISTER => Token::AnyRegister,
             _ => return None,
         })
     }
@@ -160,8 +203,80 @@ impl Vocab {
         key.map_or(ANY_KEY, |k| KEY0 + k.index() as u32)
     }
 
+    /// The whole prefix: key, then the texture's bins ("any" where a bin is `None`).
+    pub fn prefix(&self, key: Option<Key>, texture: TextureBins) -> [u32; PREFIX_LEN] {
+        let bin = |b: Option<u8>, first: u32, any: u32, bins: usize| {
+            b.map_or(any, |b| first + (b as u32).min(bins as u32 - 1))
+        };
+        [
+            self.key_prefix(key),
+            bin(texture.polyphony, POLYPHONY0, ANY_POLYPHONY, POLYPHONY_BINS),
+            bin(texture.density, DENSITY0, ANY_DENSITY, DENSITY_BINS),
+            bin(texture.register, REGISTER0, ANY_REGISTER, REGISTER_BINS),
+        ]
+    }
+
+    /// The prefix that tells the model nothing.
+    pub fn any_prefix(&self) -> [u32; PREFIX_LEN] {
+        self.prefix(None, TextureBins::default())
+    }
+
     pub fn is_key_prefix(&self, id: u32) -> bool {
         (KEY0..=ANY_KEY).contains(&id)
+    }
+
+    /// Whether `id` is one of the prefix's tokens (key or texture).
+    pub fn is_prefix(&self, id: u32) -> bool {
+        (KEY0..=ANY_REGISTER).contains(&id)
+    }
+
+    /// The notes of a token slice that may start and end anywhere inside pieces, in bars of
+    /// `beats_per_bar` (used where no `Meter` token says otherwise), timed from the slice's
+    /// first bar. Notes before the slice's first `Bar` count as bar 0.
+    pub fn notes_of_tokens(&self, ids: &[u32], beats_per_bar: f64) -> Vec<Note> {
+        let tpb = TICKS_PER_BEAT as f64;
+        let mut bar_beats = beats_per_bar;
+        let mut bar = 0i64;
+        let mut seen_bar = false;
+        let mut position = 0u32;
+        let mut pitch = None;
+        let mut velocity = 64;
+        let mut notes = Vec::new();
+        for &id in ids {
+            match self.token(id) {
+                Some(Token::Meter(e)) => bar_beats = e as f64 / 2.0,
+                Some(Token::Bar) => {
+                    // The first bar line of a slice that starts on it opens bar 0.
+                    if seen_bar || !notes.is_empty() {
+                        bar += 1;
+                    }
+                    seen_bar = true;
+                    position = 0;
+                }
+                Some(Token::Position(p)) => position = p as u32,
+                Some(Token::Pitch(p)) => pitch = Some(p),
+                Some(Token::Velocity(v)) => velocity = VELOCITY_LEVELS[v as usize],
+                Some(Token::Duration(d)) => {
+                    if let Some(p) = pitch.take() {
+                        notes.push(Note {
+                            start: bar as f64 * bar_beats + position as f64 / tpb,
+                            duration: DURATION_TICKS[d as usize] as f64 / tpb,
+                            pitch: p,
+                            velocity,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        notes
+    }
+
+    /// The texture bins of a token slice's notes (see [`Vocab::notes_of_tokens`]).
+    pub fn texture_of_tokens(&self, ids: &[u32], beats_per_bar: f64) -> TextureBins {
+        Texture::of_notes(&self.notes_of_tokens(ids, beats_per_bar), beats_per_bar)
+            .map(|t| t.bins())
+            .unwrap_or_default()
     }
 
     /// The key [`detect_key`](crate::music::detect_key) hears in the notes of a token slice,
@@ -351,6 +466,11 @@ pub fn quantize(phrase: &Phrase) -> Phrase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     Start,
+    /// Inside the prefix: after the key, after polyphony, after density.
+    AfterKey,
+    AfterPolyphony,
+    AfterDensity,
+    AfterRegister,
     AfterBos,
     /// After Meter: the first bar line.
     AfterMeter,
@@ -421,6 +541,10 @@ impl Grammar {
     pub fn allows(&self, id: u32) -> bool {
         match self.stage {
             Stage::Start => id == BOS || (KEY0..=ANY_KEY).contains(&id),
+            Stage::AfterRegister => id == BOS,
+            Stage::AfterKey => (POLYPHONY0..=ANY_POLYPHONY).contains(&id),
+            Stage::AfterPolyphony => (DENSITY0..=ANY_DENSITY).contains(&id),
+            Stage::AfterDensity => (REGISTER0..=ANY_REGISTER).contains(&id),
             Stage::AfterBos => (METER0..POSITION0).contains(&id),
             Stage::AfterMeter => id == BAR,
             Stage::BarOpen => {
@@ -452,8 +576,11 @@ impl Grammar {
         debug_assert!(self.allows(id), "token {id} not allowed in {self:?}");
         match id {
             BOS => self.stage = Stage::AfterBos,
-            // The key prefix conditions what follows; the sequence still starts at BOS.
-            KEY0..=ANY_KEY => {}
+            // The prefix conditions what follows; the sequence still starts at BOS.
+            KEY0..=ANY_KEY => self.stage = Stage::AfterKey,
+            POLYPHONY0..=ANY_POLYPHONY => self.stage = Stage::AfterPolyphony,
+            DENSITY0..=ANY_DENSITY => self.stage = Stage::AfterDensity,
+            REGISTER0..=ANY_REGISTER => self.stage = Stage::AfterRegister,
             EOS | PAD => self.stage = Stage::Ended,
             BAR => {
                 self.bars += 1;
@@ -593,22 +720,70 @@ mod tests {
     }
 
     #[test]
-    fn the_key_prefix_comes_before_bos_only() {
+    fn the_prefix_comes_before_bos_only_and_in_order() {
         let v = Vocab;
         let a_minor = v.id(Token::Key(21));
-        let ids = [a_minor, BOS, v.id(Token::Meter(8)), BAR];
+        let texture = TextureBins {
+            polyphony: Some(0),
+            density: Some(2),
+            register: None,
+        };
+        let prefix = v.prefix(Some(Key::from_index(21)), texture);
+        assert_eq!(
+            prefix,
+            [
+                a_minor,
+                v.id(Token::Polyphony(0)),
+                v.id(Token::Density(2)),
+                v.id(Token::AnyRegister)
+            ]
+        );
+        let ids: Vec<u32> = prefix
+            .iter()
+            .copied()
+            .chain([BOS, v.id(Token::Meter(8)), BAR])
+            .collect();
         assert!(Grammar::accepts(&ids));
-        assert!(Grammar::accepts(&[v.id(Token::AnyKey), BOS]));
-        assert!(!Grammar::accepts(&[BOS, a_minor]));
+        assert!(Grammar::accepts(&[BOS]));
+        // Half a prefix, a prefix out of order, or after BOS: refused.
+        assert!(!Grammar::accepts(&[a_minor, BOS]));
         assert!(!Grammar::accepts(&[
-            BOS,
-            v.id(Token::Meter(8)),
-            BAR,
-            a_minor
+            a_minor,
+            v.id(Token::Density(2)),
+            v.id(Token::Polyphony(0))
         ]));
+        assert!(!Grammar::accepts(&[BOS, a_minor]));
         assert!(v.decode(&ids).notes.is_empty());
-        assert_eq!(v.key_prefix(Some(Key::from_index(21))), a_minor);
+        assert!(prefix.iter().all(|&id| v.is_prefix(id)));
         assert_eq!(v.key_prefix(None), v.id(Token::AnyKey));
+    }
+
+    #[test]
+    fn version_2_ids_keep_their_meaning() {
+        let v = Vocab;
+        assert_eq!(V2_VOCAB_SIZE, 304);
+        assert_eq!(v.id(Token::AnyKey) as usize, V2_VOCAB_SIZE - 1);
+        assert!(v.size() > V2_VOCAB_SIZE);
+        assert_eq!(v.id(Token::Polyphony(0)) as usize, V2_VOCAB_SIZE);
+    }
+
+    #[test]
+    fn the_texture_of_tokens_is_the_texture_of_their_notes() {
+        let v = Vocab;
+        // A bass line in 3/4, one note a beat, and a slice that starts mid-bar.
+        let notes: Vec<Note> = (0..12)
+            .map(|i| note(i as f64, 0.5, [36, 40, 43][i % 3], 90))
+            .collect();
+        let phrase = Phrase::new(notes.clone(), 3.0);
+        let ids = v.encode(&phrase, true);
+        let bins = v.texture_of_tokens(&ids, 3.0);
+        assert_eq!(bins, Texture::of_notes(&notes, 3.0).unwrap().bins());
+        assert_eq!(bins.polyphony, Some(0));
+        assert_eq!(bins.register, Some(0));
+        assert_eq!(v.notes_of_tokens(&ids, 4.0), quantize(&phrase).notes);
+        let tail = v.notes_of_tokens(&ids[7..], 3.0);
+        assert_eq!(tail.len(), 11);
+        assert_eq!(tail[0].start, 1.0);
     }
 
     #[test]

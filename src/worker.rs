@@ -175,18 +175,28 @@ impl WorkerState {
 
     fn load(&mut self, source: ModelSource) {
         let device = best_device();
-        let (result, name) = match &source {
-            ModelSource::Embedded => (
-                load_model_from_bytes(
-                    DEFAULT_CONFIG,
-                    DEFAULT_WEIGHTS,
-                    Some(DEFAULT_COPY_GUARD),
-                    std::path::Path::new("default"),
-                    &device,
-                ),
-                "default (built in)".to_string(),
+        // Loading runs behind the same panic guard as generation: a model folder must never
+        // take the worker (and the host) down.
+        let loaded = catch_unwind(AssertUnwindSafe(|| match &source {
+            ModelSource::Embedded => load_model_from_bytes(
+                DEFAULT_CONFIG,
+                DEFAULT_WEIGHTS,
+                Some(DEFAULT_COPY_GUARD),
+                std::path::Path::new("default"),
+                &device,
             ),
-            ModelSource::Folder(dir) => (load_model(dir, &device), dir.display().to_string()),
+            ModelSource::Folder(dir) => load_model(dir, &device),
+        }));
+        let name = match &source {
+            ModelSource::Embedded => "default (built in)".to_string(),
+            ModelSource::Folder(dir) => dir.display().to_string(),
+        };
+        let result = match loaded {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(panic) => Err(format!(
+                "loading the model crashed ({})",
+                panic_text(&*panic)
+            )),
         };
         let status = match result {
             Ok(m) => {
@@ -206,7 +216,7 @@ impl WorkerState {
                 ModelStatus {
                     name,
                     device: device_name(&device).to_string(),
-                    error: Some(e.to_string()),
+                    error: Some(e),
                     ..Default::default()
                 }
             }
@@ -226,11 +236,7 @@ impl WorkerState {
             Ok(Err(e)) => Some(format!("generation failed: {e}")),
             Err(panic) => Some(format!(
                 "generation crashed ({}); the worker restarted",
-                panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("panic")
+                panic_text(&*panic)
             )),
         };
         let mut view = self.shared.view();
@@ -256,6 +262,7 @@ impl WorkerState {
             top_p: p.settings.top_p,
             seed: p.settings.seed,
             variations: 1,
+            candidates: p.settings.candidates.max(1) as usize,
             pitch_range: (
                 p.settings.low.min(p.settings.high),
                 p.settings.high.max(p.settings.low),
@@ -263,6 +270,8 @@ impl WorkerState {
             key,
             // The model always hears the key: the lock's, else the primer's.
             key_prefix: KeyPrefix::Detect,
+            texture: p.settings.texture,
+            rhythm: p.settings.rhythm,
             beats_per_bar: p.beats_per_bar,
             start_on_downbeat: true,
             copy_guard: loaded.copy_guard.clone(),
@@ -346,4 +355,13 @@ fn send_chunk(chunks: &Sender<PhraseChunk>, shared: &Shared, mut chunk: PhraseCh
             Err(TrySendError::Disconnected(_)) => return,
         }
     }
+}
+
+/// What a caught panic says.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("panic")
 }

@@ -70,6 +70,86 @@ fn a_missing_primer_is_named_with_a_non_zero_exit() {
     assert!(!ok);
     assert!(stderr.contains("/no/such/primer.mid"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
+}
+
+#[test]
+fn eval_of_a_primer_folder_prints_the_in_kind_table_by_role() {
+    let model = common::tiny_model_dir().display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["bass--walking-F", "chords--gospel-Eb", "lead--blues-G"] {
+        std::fs::copy(
+            format!(
+                "{}/examples/dev-primers/{name}.mid",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+            dir.path().join(format!("{name}.mid")),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("no-role.mid"), b"MThd").unwrap();
+    let folder = dir.path().display().to_string();
+    let args = [
+        "eval",
+        "--model",
+        &model,
+        "--primers",
+        &folder,
+        "--seeds",
+        "2",
+    ];
+    let (ok, stdout, stderr) = continuo(&[&args[..], &["--json"]].concat());
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("no-role.mid"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["primers"], 3, "{v}");
+    for role in ["bass", "chords", "lead"] {
+        assert_eq!(v["by_role"][role]["continuations"], 2, "{v}");
+    }
+    let overall = v["overall"]["in_kind"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&overall), "{v}");
+    let (ok, table, stderr) = continuo(&args);
+    assert!(ok, "{stderr}");
+    assert!(
+        table.contains("overall") && table.contains("register"),
+        "{table}"
+    );
+}
+
+#[test]
+fn a_texture_value_that_is_no_bin_is_explained() {
+    let (ok, _, stderr) = continuo(&["generate", "--register", "basement", "--out", "/tmp/x.mid"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("basement") && stderr.contains("low, bass"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn fine_tuning_refuses_a_flag_that_contradicts_the_base_model() {
+    let base = common::tiny_model_dir().display().to_string();
+    let data = common::fixtures().display().to_string();
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("m").display().to_string();
+    let (ok, _, stderr) = continuo(&[
+        "train",
+        "--data",
+        &data,
+        "--from",
+        &base,
+        "--d-model",
+        "128",
+        "--out",
+        &out,
+        "--steps",
+        "1",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--d-model 128") && stderr.contains("--d-model 64"),
+        "{stderr}"
+    );
 }
 
 #[test]

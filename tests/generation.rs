@@ -192,3 +192,52 @@ fn a_model_without_a_copy_guard_loads_and_a_broken_one_is_named() {
         "{err}"
     );
 }
+
+/// A copy of the tiny model whose `config.json` architecture has `field` set to `value`.
+fn tiny_model_with(field: &str, value: usize) -> tempfile::TempDir {
+    let dir = tiny_model_copy(&["config.json", "model.safetensors"]);
+    let path = dir.path().join("config.json");
+    let mut card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    card["architecture"][field] = value.into();
+    std::fs::write(&path, card.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn impossible_model_sizes_are_refused_naming_the_field() {
+    for (field, value, says) in [
+        ("n_heads", 0, "\"n_heads\" is 0"),
+        ("n_layers", 0, "\"n_layers\" is 0"),
+        ("n_heads", 3, "does not divide \"d_model\""),
+    ] {
+        let dir = tiny_model_with(field, value);
+        let err = load_error(dir.path());
+        assert!(
+            err.contains(says) && err.contains("config.json"),
+            "{field} = {value}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_broken_weights_file_is_reported_without_a_backtrace() {
+    let dir = tiny_model_copy(&["config.json", "model.safetensors"]);
+    let weights = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_continuo"))
+        .env("RUST_BACKTRACE", "1")
+        .args(["generate", "--model"])
+        .arg(dir.path())
+        .args(["--out", "/tmp/never.mid"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("model.safetensors"), "{stderr}");
+    assert!(
+        !stderr.contains("0: ") && !stderr.contains("candle-core"),
+        "{stderr}"
+    );
+}

@@ -287,6 +287,10 @@ fn saved_state_restores_parameters_seed_and_last_phrase_in_a_fresh_instance() {
     let mut a = Session::new(RATE, BLOCK);
     a.set_param("Variation seed", 42.0, 0.0);
     a.set_param("Length", PHRASE_BARS, 1.0);
+    // Texture controls: Polyphony "1", Register "low", Rhythm "Like primer".
+    a.set_param("Polyphony", 1.0, 0.0);
+    a.set_param("Register", 1.0, 0.0);
+    a.set_param("Rhythm", 1.0, 0.0);
     a.triad_then_phrase();
     a.run_until(12.0);
     let saved = a.save_state();
@@ -304,6 +308,14 @@ fn saved_state_restores_parameters_seed_and_last_phrase_in_a_fresh_instance() {
     let v = host::state_json(&again);
     assert_eq!(v["params"]["seed"], serde_json::json!({"i32": 42}), "{v}");
     assert_eq!(v["params"]["bars"], serde_json::json!({"i32": 2}), "{v}");
+    assert_eq!(v["params"]["poly"], serde_json::json!({"i32": 1}), "{v}");
+    assert_eq!(
+        v["params"]["register"],
+        serde_json::json!({"i32": 1}),
+        "{v}"
+    );
+    assert_eq!(v["params"]["density"], serde_json::json!({"i32": 0}), "{v}");
+    assert_eq!(v["params"]["rhythm"], serde_json::json!({"i32": 1}), "{v}");
     let session: serde_json::Value =
         serde_json::from_str(v["fields"]["session"].as_str().unwrap()).unwrap();
     let phrase = &session["last_phrase"];

@@ -19,6 +19,9 @@ fn primer(shared: &Shared, bars: u32) -> PrimerSnapshot {
         key_lock: KeyLock::Off,
         low: 0,
         high: 127,
+        texture: Default::default(),
+        rhythm: Default::default(),
+        candidates: 1,
     };
     let mut p = PrimerSnapshot::empty(settings);
     for (i, pitch) in [60, 64, 67].into_iter().enumerate() {

@@ -161,6 +161,9 @@ mod tests {
             key_lock: KeyLock::Off,
             low: 0,
             high: 127,
+            texture: Default::default(),
+            rhythm: Default::default(),
+            candidates: 1,
         }
     }
 

@@ -1,6 +1,7 @@
 //! What crosses between the audio thread and the worker: plain fixed-size `Copy` values, so
 //! sending one through a pre-allocated bounded channel never allocates or frees.
 
+use crate::music::texture::{Rhythm, TextureRequest};
 use crate::music::Note;
 
 /// Notes a primer can hold (the most recent win).
@@ -29,6 +30,12 @@ pub struct GenerationSettings {
     pub key_lock: KeyLock,
     pub low: u8,
     pub high: u8,
+    /// Polyphony, density and register the model is told (the Polyphony, Density and
+    /// Register parameters).
+    pub texture: TextureRequest,
+    pub rhythm: Rhythm,
+    /// Candidates sampled per answer; the one most in kind with the primer is played.
+    pub candidates: u8,
 }
 
 /// A request to generate: the primer in beats (from its first bar line) and the settings.

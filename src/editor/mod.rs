@@ -175,6 +175,13 @@ impl NiceEguiApp for EditorApp {
                             labelled(ui, &self.params.low, &setter);
                             labelled(ui, &self.params.high, &setter);
                             labelled(ui, &self.params.seed, &setter);
+                            ui.strong("Texture");
+                            ui.end_row();
+                            labelled(ui, &self.params.polyphony, &setter);
+                            labelled(ui, &self.params.density, &setter);
+                            labelled(ui, &self.params.register, &setter);
+                            labelled(ui, &self.params.rhythm, &setter);
+                            labelled(ui, &self.params.candidates, &setter);
                             ui.strong("Output");
                             ui.end_row();
                             labelled(ui, &self.params.loop_phrase, &setter);

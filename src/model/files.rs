@@ -58,7 +58,7 @@ pub enum ModelError {
     MissingWeights(PathBuf),
     #[error("{path} is not a valid Continuo model config: {reason}")]
     BadConfig { path: PathBuf, reason: String },
-    #[error("{path} was trained with vocabulary v{found_version} ({found_hash}), this Continuo speaks v{expected_version} ({expected_hash}); retrain the model with this version")]
+    #[error("{path} was trained with vocabulary v{found_version} ({found_hash}), this Continuo speaks v{expected_version} ({expected_hash}); retrain it with this version, or carry its weights over with `continuo train --from <its folder> --data <midi folder> --out <new folder>`")]
     VocabMismatch {
         path: PathBuf,
         found_version: u32,
@@ -91,6 +91,19 @@ fn parse_guard(bytes: &[u8], path: PathBuf) -> Result<Arc<CopyGuard>, ModelError
         .map_err(|reason| ModelError::BadCopyGuard { path, reason })
 }
 
+/// An error message without the backtrace candle appends when `RUST_BACKTRACE` is set: a
+/// user reads what went wrong, not where in candle.
+pub fn without_backtrace(message: &str) -> String {
+    let kept: Vec<&str> = message
+        .lines()
+        .take_while(|l| {
+            let t = l.trim_start();
+            !(t.starts_with("0: ") || t == "stack backtrace:" || t.starts_with("Backtrace"))
+        })
+        .collect();
+    kept.join("\n").trim_end().to_string()
+}
+
 /// Reads and checks `config.json` alone.
 pub fn read_card(dir: &Path) -> Result<ModelCard, ModelError> {
     if !dir.is_dir() {
@@ -109,6 +122,12 @@ pub fn parse_card(text: &str, config_path: &Path) -> Result<ModelCard, ModelErro
         path: config_path.clone(),
         reason: e.to_string(),
     })?;
+    if let Err(reason) = card.architecture.check() {
+        return Err(ModelError::BadConfig {
+            path: config_path,
+            reason,
+        });
+    }
     let expected = VocabStamp::current();
     if card.vocab != expected || card.architecture.vocab_size() != expected.size {
         return Err(ModelError::VocabMismatch {
@@ -131,7 +150,7 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel, ModelError
     }
     let bad = |e: candle_core::Error| ModelError::BadWeights {
         path: weights.clone(),
-        reason: e.to_string(),
+        reason: without_backtrace(&e.to_string()),
     };
     // Safety: the file is mapped read-only; Continuo never writes a weights file in place.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
@@ -168,7 +187,7 @@ pub fn load_model_from_bytes(
     let card = parse_card(config, &name.join(CONFIG_FILE))?;
     let bad = |e: candle_core::Error| ModelError::BadWeights {
         path: name.join(WEIGHTS_FILE),
-        reason: e.to_string(),
+        reason: without_backtrace(&e.to_string()),
     };
     let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, device).map_err(bad)?;
     let model = Model::new(&card.architecture, vb).map_err(bad)?;

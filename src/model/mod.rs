@@ -32,6 +32,40 @@ impl Architecture {
         }
     }
 
+    /// Sizes a model can be built with: every size above zero, heads that divide the width.
+    /// A `config.json` that breaks one is refused with the field's name, before any weights
+    /// are read (a zero head count would divide by zero deep in the model).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let positive: Vec<(&str, usize)> = match self {
+            Architecture::Transformer(c) => vec![
+                ("vocab_size", c.vocab_size),
+                ("d_model", c.d_model),
+                ("n_layers", c.n_layers),
+                ("n_heads", c.n_heads),
+                ("d_ff", c.d_ff),
+                ("max_seq_len", c.max_seq_len),
+            ],
+            Architecture::Lstm(c) => vec![
+                ("vocab_size", c.vocab_size),
+                ("d_embed", c.d_embed),
+                ("hidden", c.hidden),
+                ("n_layers", c.n_layers),
+            ],
+        };
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("\"{name}\" is 0; it must be at least 1"));
+        }
+        if let Architecture::Transformer(c) = self {
+            if c.d_model % c.n_heads != 0 {
+                return Err(format!(
+                    "\"n_heads\" {} does not divide \"d_model\" {}",
+                    c.n_heads, c.d_model
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn parameter_count(&self) -> usize {
         match self {
             Architecture::Transformer(c) => transformer::parameter_count(c),

@@ -2,13 +2,22 @@
 
 use super::copy_guard::CopyGuard;
 use super::{DecodeCache, Model};
+use crate::music::in_kind::check_in_kind;
+pub use crate::music::texture::Rhythm;
+use crate::music::texture::TextureRequest;
 use crate::music::{detect_key, Key, Note, Phrase};
-use crate::tokens::{Decoder, Grammar, Token, Vocab};
+use crate::tokens::{Decoder, Grammar, Token, Vocab, MAX_BAR_TICKS, PREFIX_LEN, TICKS_PER_BEAT};
 use candle_core::{Device, Result, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Candidates per answer unless the user says otherwise, in the plugin and `continuo
+/// generate` alike (the model card's in-kind table says what each count buys).
+pub const DEFAULT_CANDIDATES: usize = 4;
+/// Most candidates per answer (the plugin decodes them in one batch, so latency grows).
+pub const MAX_CANDIDATES: usize = 8;
 
 /// How to continue a primer.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,12 +31,20 @@ pub struct GenerateOptions {
     pub seed: u64,
     /// Independent continuations, sampled in one batch.
     pub variations: usize,
+    /// Candidates sampled for each variation, of which the one that passes most of the
+    /// in-kind checks against the primer is kept (the first on a tie). 1 keeps every sample
+    /// and streams notes as they are decoded; more decode in one batch and deliver at the end.
+    pub candidates: usize,
     /// Lowest and highest pitch allowed (inclusive).
     pub pitch_range: (u8, u8),
     /// Only pitches of this key's scale.
     pub key: Option<Key>,
     /// The key the prompt's key prefix tells the model.
     pub key_prefix: KeyPrefix,
+    /// The texture (polyphony, density, register) the prefix tells the model.
+    pub texture: TextureRequest,
+    /// Where onsets may fall within the bar.
+    pub rhythm: Rhythm,
     /// Bar length to use when the primer is empty (beats).
     pub beats_per_bar: f64,
     /// The continuation's first note falls on its first downbeat (a live answer starts on
@@ -45,9 +62,12 @@ impl Default for GenerateOptions {
             top_p: 0.95,
             seed: 0,
             variations: 1,
+            candidates: 1,
             pitch_range: (0, 127),
             key: None,
             key_prefix: KeyPrefix::Detect,
+            texture: TextureRequest::default(),
+            rhythm: Rhythm::Free,
             beats_per_bar: 4.0,
             start_on_downbeat: false,
             copy_guard: None,
@@ -162,15 +182,36 @@ impl Scorer for ModelScorer<'_> {
     }
 }
 
-/// The key prefix of `history`, if it has one, and its last `keep` tokens.
+/// The prefix of `history`, if it has one, and its last `keep` tokens.
 fn slid_window(history: &[u32], keep: usize) -> Vec<u32> {
-    let tail = &history[history.len().saturating_sub(keep)..];
-    match history.first() {
-        Some(&p) if Vocab.is_key_prefix(p) && tail.len() < history.len() => {
-            std::iter::once(p).chain(tail.iter().copied()).collect()
+    let prefix = history
+        .iter()
+        .take(PREFIX_LEN)
+        .take_while(|&&id| Vocab.is_prefix(id))
+        .count();
+    let tail_start = history.len().saturating_sub(keep).max(prefix);
+    history[..prefix]
+        .iter()
+        .chain(&history[tail_start..])
+        .copied()
+        .collect()
+}
+
+/// Which positions of a bar of `bar_ticks` the primer's onsets fall on (all of them when the
+/// rhythm is free or the primer is empty).
+fn allowed_positions(
+    primer: &Phrase,
+    rhythm: Rhythm,
+    bar_ticks: u32,
+) -> [bool; MAX_BAR_TICKS as usize] {
+    let mut allowed = [rhythm == Rhythm::Free || primer.notes.is_empty(); MAX_BAR_TICKS as usize];
+    if rhythm == Rhythm::LikePrimer && !primer.notes.is_empty() {
+        for n in &crate::tokens::quantize(primer).notes {
+            let tick = (n.start * TICKS_PER_BEAT as f64).round() as u32 % bar_ticks.max(1);
+            allowed[tick as usize] = true;
         }
-        _ => tail.to_vec(),
     }
+    allowed
 }
 
 /// Generates without streaming; see [`generate_streaming`].
@@ -204,7 +245,12 @@ pub fn generate_with(
     mut on_note: impl FnMut(StreamedNote) -> bool,
 ) -> Result<Generated> {
     let vocab = Vocab;
-    let v = opts.variations.max(1);
+    let variations = opts.variations.max(1);
+    let candidates = opts.candidates.max(1);
+    // Row i is candidate i / variations of variation i % variations; with one candidate the
+    // rows (and their random streams) are the variations themselves.
+    let v = variations * candidates;
+    let streaming = candidates == 1;
     let (prompt, start_bar, beats_per_bar) = prompt_tokens(primer, opts, scorer.max_context());
     let start_beat = start_bar as f64 * beats_per_bar;
 
@@ -215,6 +261,7 @@ pub fn generate_with(
     // The prompt already opened the first continuation bar.
     let end_bars = grammar.bars_opened() + opts.bars - 1;
     let mut decoders: Vec<Decoder> = (0..v).map(|_| decoder_after(&prompt)).collect();
+    let positions = allowed_positions(primer, opts.rhythm, grammar.bar_ticks());
     // What each variation sampled, and what was fed to the scorer (padding once it is done),
     // which keeps every row the same length for the sliding window.
     let mut history: Vec<Vec<u32>> = vec![prompt.clone(); v];
@@ -252,9 +299,13 @@ pub fn generate_with(
             let g = decoders[i].grammar();
             g.fill_mask(&mut mask);
             mask[eos as usize] = false;
+            for (tick, &ok) in positions.iter().enumerate() {
+                mask[vocab.id(Token::Position(tick as u8)) as usize] &= ok;
+            }
             if opts.start_on_downbeat
                 && out[i].is_empty()
                 && g.allows(downbeat)
+                && positions[0]
                 && g.bars_opened() == grammar.bars_opened()
             {
                 mask.iter_mut().for_each(|m| *m = false);
@@ -280,11 +331,13 @@ pub fn generate_with(
                     .grammar()
                     .bars_opened()
                     .saturating_sub(grammar.bars_opened());
-                if !on_note(StreamedNote {
-                    variation: i,
-                    note,
-                    bars_done,
-                }) {
+                if streaming
+                    && !on_note(StreamedNote {
+                        variation: i,
+                        note,
+                        bars_done,
+                    })
+                {
                     cancelled = true;
                 }
             }
@@ -301,13 +354,49 @@ pub fn generate_with(
         rows = scorer.step(&next, &fed)?;
     }
     let ms_per_token = t1.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64;
+    let chosen: Vec<usize> = (0..variations)
+        .map(|i| {
+            let score = |c: usize| {
+                let notes = &out[i + c * variations];
+                let k = check_in_kind(
+                    &primer.notes,
+                    primer.bar_count(),
+                    notes,
+                    opts.bars as usize,
+                    beats_per_bar,
+                );
+                k.as_array().iter().filter(|&&ok| ok).count()
+            };
+            // The highest score, the first candidate on a tie.
+            let best = (0..candidates).rev().max_by_key(|&c| score(c)).unwrap_or(0);
+            i + best * variations
+        })
+        .collect();
+    if !streaming && !cancelled {
+        for (variation, &row) in chosen.iter().enumerate() {
+            for &note in &out[row] {
+                let bar = (note.start / beats_per_bar.max(0.5)).floor().max(0.0) as u32;
+                let bars_done = (bar + 1).min(opts.bars);
+                if !on_note(StreamedNote {
+                    variation,
+                    note,
+                    bars_done,
+                }) {
+                    break;
+                }
+            }
+        }
+    }
     Ok(Generated {
-        variations: out
-            .into_iter()
-            .map(|notes| Phrase::new(notes, beats_per_bar))
+        variations: chosen
+            .iter()
+            .map(|&row| Phrase::new(out[row].clone(), beats_per_bar))
             .collect(),
         start_beat,
-        ids: history.iter().map(|h| h[prompt.len()..].to_vec()).collect(),
+        ids: chosen
+            .iter()
+            .map(|&row| history[row][prompt.len()..].to_vec())
+            .collect(),
         prompt,
         tokens: steps,
         prefill_ms,
@@ -344,8 +433,12 @@ pub fn prompt_tokens(
     max_ctx: Option<usize>,
 ) -> (Vec<u32>, u32, f64) {
     let vocab = Vocab;
-    let prefix = vocab.key_prefix(opts.told_key(primer));
-    let with_prefix = |ids: Vec<u32>| -> Vec<u32> { std::iter::once(prefix).chain(ids).collect() };
+    let bpb_told = crate::tokens::quantize(primer).beats_per_bar;
+    let prefix = vocab.prefix(
+        opts.told_key(primer),
+        opts.texture.bins_for(&primer.notes, bpb_told),
+    );
+    let with_prefix = |ids: Vec<u32>| -> Vec<u32> { prefix.iter().copied().chain(ids).collect() };
     if primer.notes.is_empty() {
         let empty = Phrase::new(vec![], opts.beats_per_bar);
         let ids = vocab.encode(&empty, false);
@@ -462,11 +555,13 @@ mod tests {
     }
 
     #[test]
-    fn the_sliding_window_keeps_the_key_prefix() {
+    fn the_sliding_window_keeps_the_prefix() {
         let v = Vocab;
-        let key = v.id(Token::Key(3));
-        let history: Vec<u32> = std::iter::once(key).chain(10..20).collect();
-        assert_eq!(slid_window(&history, 4), vec![key, 16, 17, 18, 19]);
+        let prefix = v.prefix(Some(Key::from_index(3)), Default::default());
+        let history: Vec<u32> = prefix.iter().copied().chain(10..20).collect();
+        let mut expected = prefix.to_vec();
+        expected.extend([16, 17, 18, 19]);
+        assert_eq!(slid_window(&history, 4), expected);
         assert_eq!(slid_window(&history, 20), history);
         assert_eq!(slid_window(&[10, 11, 12], 2), vec![11, 12]);
     }

@@ -11,7 +11,8 @@ pub const COPY_RUN: usize = 8;
 /// A longer run, which stock phrases of a style rarely fill: a copied tune rather than an idiom.
 pub const LONG_COPY_RUN: usize = 16;
 
-/// Every run of [`COPY_RUN`] and of [`LONG_COPY_RUN`] consecutive notes of the training pieces.
+/// Every run of [`COPY_RUN`] and of [`LONG_COPY_RUN`] consecutive notes of the training pieces
+/// (their merged notes and each part).
 pub struct CopyIndex {
     runs: HashSet<u64>,
     long_runs: HashSet<u64>,
@@ -22,7 +23,7 @@ impl CopyIndex {
         let index = |len| {
             pieces
                 .iter()
-                .flat_map(|p| note_runs(&p.phrase.notes, len))
+                .flat_map(|p| p.streams().flat_map(move |s| note_runs(&s.notes, len)))
                 .collect()
         };
         Self {
@@ -67,11 +68,11 @@ mod tests {
     #[test]
     fn a_literal_run_of_eight_notes_is_a_copy_and_other_rhythms_are_not() {
         let tune = scale(0.0, &[60, 62, 64, 65, 67, 69, 71, 72, 74], 0.5);
-        let piece = Piece {
-            path: PathBuf::from("t.mid"),
-            phrase: crate::music::Phrase::new(tune, 4.0),
-            tokens: vec![],
-        };
+        let piece = Piece::new(
+            PathBuf::from("t.mid"),
+            crate::music::Phrase::new(tune, 4.0),
+            vec![],
+        );
         let index = CopyIndex::new(&[piece]);
         // The same eight notes later in time: a copy.
         let later = scale(3.0, &[62, 64, 65, 67, 69, 71, 72, 74], 0.5);

@@ -3,9 +3,9 @@
 
 use super::copy::COPY_RUN;
 use crate::midi_file::read_midi;
-use crate::music::Phrase;
+use crate::music::{Phrase, TextureBins};
 use crate::note_runs::note_runs;
-use crate::tokens::Vocab;
+use crate::tokens::{Vocab, PREFIX_LEN};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -22,8 +22,22 @@ pub const NEAR_DUPLICATE_SHARE: f64 = 0.5;
 /// Share of training windows whose key prefix is `AnyKey`, so the model also continues music
 /// without being told its key.
 pub const ANY_KEY_SHARE: f64 = 0.2;
+/// Share of training windows told "any" for each texture attribute (drawn independently),
+/// so the model also continues without being told, and a user may leave one attribute free.
+pub const ANY_TEXTURE_SHARE: f64 = 0.2;
+/// A part (one track and channel of a file) shorter than this is not a stream of its own.
+pub const MIN_PART_NOTES: usize = 16;
+/// Files with several parts are read twice per epoch, once as written and once at half speed
+/// (every time doubled): they are the corpus's only block chords, bass lines and pads, a few
+/// hundred files beside 3,000 fiddle tunes, and a chorale at half speed is a progression of
+/// half-note chords, the harmonic rhythm of a pop or ballad primer that no file has.
+pub const HALF_SPEED: f64 = 2.0;
 /// Augmentation transposes by up to this many semitones either way.
 pub const MAX_TRANSPOSE: i32 = 6;
+/// Octave shifts added to that transposition, with their shares of the windows: a tune an
+/// octave or two down is heard in a bass register, so every register bin of the prefix meets
+/// every kind of stream (the corpus has few real bass lines below G2).
+pub const OCTAVE_SHIFTS: [(i32, f64); 3] = [(-24, 0.1), (-12, 0.2), (12, 0.1)];
 /// Transposition keeps pitches inside the piano's range (unless the piece already leaves it).
 const PIANO_RANGE: (u8, u8) = (21, 108);
 
@@ -39,9 +53,38 @@ pub enum DataError {
 #[derive(Debug, Clone)]
 pub struct Piece {
     pub path: PathBuf,
+    /// Every melodic note of the file, merged.
     pub phrase: Phrase,
-    /// `BOS … EOS`.
+    /// `BOS … EOS` of the merged notes.
     pub tokens: Vec<u32>,
+    /// Each part of a file with several (a bass line, a chord part, a voice), as a plugin on
+    /// one track would hear it: more training streams. Empty for a single-part file.
+    pub parts: Vec<Phrase>,
+}
+
+impl Piece {
+    /// Reads the parts worth a stream of their own from a file's parts.
+    pub fn new(path: PathBuf, phrase: Phrase, parts: Vec<Phrase>) -> Piece {
+        let tokens = Vocab.encode(&phrase, true);
+        let mut parts: Vec<Phrase> = parts
+            .into_iter()
+            .filter(|p| p.notes.len() >= MIN_PART_NOTES)
+            .collect();
+        if parts.len() < 2 {
+            parts.clear();
+        }
+        Piece {
+            path,
+            phrase,
+            tokens,
+            parts,
+        }
+    }
+
+    /// Every phrase training reads from this file: the merged notes, then each part.
+    pub fn streams(&self) -> impl Iterator<Item = &Phrase> {
+        std::iter::once(&self.phrase).chain(&self.parts)
+    }
 }
 
 /// A file that could not be used, and why.
@@ -94,7 +137,6 @@ pub fn load_corpus(folder: &Path) -> Result<Corpus, DataError> {
     if !folder.is_dir() {
         return Err(DataError::MissingFolder(folder.to_owned()));
     }
-    let vocab = Vocab;
     let mut pieces = Vec::new();
     let mut skipped = Vec::new();
     for path in midi_files(folder) {
@@ -103,14 +145,7 @@ pub fn load_corpus(folder: &Path) -> Result<Corpus, DataError> {
                 path,
                 reason: "only drums (channel 10), no melodic notes".into(),
             }),
-            Ok(song) => {
-                let tokens = vocab.encode(&song.melodic, true);
-                pieces.push(Piece {
-                    path,
-                    phrase: song.melodic,
-                    tokens,
-                });
-            }
+            Ok(song) => pieces.push(Piece::new(path, song.melodic, song.parts)),
             Err(e) => skipped.push(Skipped {
                 path,
                 reason: e.to_string(),
@@ -222,8 +257,7 @@ pub fn near_duplicate_groups(pieces: &[Piece]) -> Vec<Vec<usize>> {
     groups
 }
 
-/// All pieces' tokens back to back: training windows are cut from it, so no compute goes
-/// to padding.
+/// All pieces' merged tokens back to back (what validation and `continuo eval` score).
 pub fn packed_stream(pieces: &[Piece]) -> Vec<u32> {
     pieces
         .iter()
@@ -231,18 +265,79 @@ pub fn packed_stream(pieces: &[Piece]) -> Vec<u32> {
         .collect()
 }
 
+/// Token sequences back to back, with the bar length each one is in: training windows are
+/// cut from it, so no compute goes to padding, and each window's texture is measured in its
+/// own bars.
+#[derive(Debug, Clone, Default)]
+pub struct TokenStream {
+    pub ids: Vec<u32>,
+    /// (first id, beats per bar) of each sequence, in order.
+    meters: Vec<(usize, f64)>,
+}
+
+impl TokenStream {
+    /// One sequence in bars of `beats_per_bar`.
+    pub fn from_ids(ids: Vec<u32>, beats_per_bar: f64) -> Self {
+        Self {
+            ids,
+            meters: vec![(0, beats_per_bar)],
+        }
+    }
+
+    fn push(&mut self, phrase: &Phrase) {
+        let q = crate::tokens::quantize(phrase);
+        self.meters.push((self.ids.len(), q.beats_per_bar));
+        self.ids.extend(Vocab.encode(phrase, true));
+    }
+
+    /// The bar length of the sequence holding id `i`.
+    pub fn beats_per_bar_at(&self, i: usize) -> f64 {
+        let k = self.meters.partition_point(|&(start, _)| start <= i);
+        self.meters.get(k.saturating_sub(1)).map_or(4.0, |m| m.1)
+    }
+}
+
+/// Every stream of every piece (merged notes and parts), and those of multi-part files again
+/// at half speed ([`HALF_SPEED`]): what training reads.
+pub fn training_stream(pieces: &[Piece]) -> TokenStream {
+    let mut s = TokenStream::default();
+    for p in pieces {
+        p.streams().for_each(|phrase| s.push(phrase));
+        if !p.parts.is_empty() {
+            p.streams()
+                .for_each(|phrase| s.push(&stretched(phrase, HALF_SPEED)));
+        }
+    }
+    s
+}
+
+/// `phrase` with every onset and duration multiplied by `factor`, in the same meter.
+pub fn stretched(phrase: &Phrase, factor: f64) -> Phrase {
+    let notes = phrase
+        .notes
+        .iter()
+        .map(|n| crate::music::Note {
+            start: n.start * factor,
+            duration: n.duration * factor,
+            ..*n
+        })
+        .collect();
+    Phrase::new(notes, phrase.beats_per_bar)
+}
+
 /// Draws random training windows of `len + 1` tokens (input and shifted target) from a
-/// packed stream: a key prefix, then `len` tokens transposed at random. The prefix is the
-/// key of the window's own notes, or `AnyKey` for [`ANY_KEY_SHARE`] of the windows.
+/// token stream: a prefix, then `len + 1 - PREFIX_LEN` tokens transposed at random. The
+/// prefix is the key and texture of the window's own notes, each "any" for a share of the
+/// windows ([`ANY_KEY_SHARE`], [`ANY_TEXTURE_SHARE`]).
 pub struct WindowSampler {
-    stream: Vec<u32>,
+    stream: TokenStream,
     len: usize,
     rng: ChaCha8Rng,
     transpose: bool,
 }
 
 impl WindowSampler {
-    pub fn new(stream: Vec<u32>, len: usize, seed: u64, transpose: bool) -> Self {
+    pub fn new(stream: TokenStream, len: usize, seed: u64, transpose: bool) -> Self {
         Self {
             stream,
             len,
@@ -253,31 +348,43 @@ impl WindowSampler {
 
     /// `batch` windows, flattened row-major: (batch, len + 1).
     pub fn batch(&mut self, batch: usize) -> Vec<u32> {
+        let body = self.len + 1 - PREFIX_LEN;
+        let ids = &self.stream.ids;
         let mut out = Vec::with_capacity(batch * (self.len + 1));
         for _ in 0..batch {
-            let max_start = self.stream.len().saturating_sub(self.len);
+            let max_start = ids.len().saturating_sub(body);
             let start = if max_start == 0 {
                 0
             } else {
                 self.rng.gen_range(0..=max_start)
             };
-            let mut w: Vec<u32> = self.stream[start..]
-                .iter()
-                .copied()
-                .cycle()
-                .take(self.len)
-                .collect();
+            let mut w: Vec<u32> = ids[start..].iter().copied().cycle().take(body).collect();
             if self.transpose {
-                let shift = self.rng.gen_range(-MAX_TRANSPOSE..=MAX_TRANSPOSE);
+                let mut shift = self.rng.gen_range(-MAX_TRANSPOSE..=MAX_TRANSPOSE);
+                let mut draw = self.rng.gen::<f64>();
+                for (octaves, share) in OCTAVE_SHIFTS {
+                    if draw < share {
+                        shift += octaves;
+                        break;
+                    }
+                    draw -= share;
+                }
                 transpose_tokens(&mut w, shift);
             }
             let vocab = Vocab;
-            let key = if self.rng.gen_bool(ANY_KEY_SHARE) {
-                None
-            } else {
+            let mut told = |p: f64| !self.rng.gen_bool(p);
+            let key = if told(ANY_KEY_SHARE) {
                 vocab.key_of_tokens(&w)
+            } else {
+                None
             };
-            out.push(vocab.key_prefix(key));
+            let own = vocab.texture_of_tokens(&w, self.stream.beats_per_bar_at(start));
+            let texture = TextureBins {
+                polyphony: own.polyphony.filter(|_| told(ANY_TEXTURE_SHARE)),
+                density: own.density.filter(|_| told(ANY_TEXTURE_SHARE)),
+                register: own.register.filter(|_| told(ANY_TEXTURE_SHARE)),
+            };
+            out.extend(vocab.prefix(key, texture));
             out.extend(w);
         }
         out
@@ -306,6 +413,7 @@ pub fn transpose_tokens(ids: &mut [u32], shift: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::music::Texture;
     use crate::tokens::Token;
 
     fn piece(name: &str, pitches: &[u8]) -> Piece {
@@ -319,12 +427,7 @@ mod tests {
                 velocity: 80,
             })
             .collect();
-        let phrase = Phrase::new(notes, 4.0);
-        Piece {
-            path: name.into(),
-            tokens: Vocab.encode(&phrase, true),
-            phrase,
-        }
+        Piece::new(name.into(), Phrase::new(notes, 4.0), vec![])
     }
 
     #[test]
@@ -373,12 +476,13 @@ mod tests {
 
     #[test]
     fn windows_have_the_requested_shape() {
-        let mut s = WindowSampler::new((0..50).collect(), 8, 1, false);
+        let mut s = WindowSampler::new(TokenStream::from_ids((0..50).collect(), 4.0), 8, 1, false);
         let b = s.batch(3);
         assert_eq!(b.len(), 27);
         for w in b.chunks(9) {
-            assert!(Vocab.is_key_prefix(w[0]));
-            assert!(w[1..].windows(2).all(|p| p[1] == p[0] + 1 || p[1] == 0));
+            assert!(w[..PREFIX_LEN].iter().all(|&id| Vocab.is_prefix(id)));
+            let body = &w[PREFIX_LEN..];
+            assert!(body.windows(2).all(|p| p[1] == p[0] + 1 || p[1] == 0));
         }
     }
 
@@ -404,7 +508,12 @@ mod tests {
             pitch: 60,
             velocity: 64,
         }]));
-        let mut s = WindowSampler::new(piece.clone(), piece.len(), 3, false);
+        let mut s = WindowSampler::new(
+            TokenStream::from_ids(piece.clone(), 4.0),
+            piece.len() + PREFIX_LEN - 1,
+            3,
+            false,
+        );
         let prefixes: Vec<u32> = (0..200).map(|_| s.batch(1)[0]).collect();
         let any = prefixes
             .iter()
@@ -414,5 +523,68 @@ mod tests {
             .iter()
             .all(|&p| p == c_major || p == v.key_prefix(None)));
         assert!((20..=60).contains(&any), "{any} of 200 windows drew AnyKey");
+    }
+
+    #[test]
+    fn a_files_parts_are_streams_of_their_own_and_a_window_hears_its_texture() {
+        let v = Vocab;
+        let line = |pitch: u8, step: f64| -> Phrase {
+            let notes = (0..32)
+                .map(|i| crate::music::Note {
+                    start: i as f64 * step,
+                    duration: step,
+                    pitch: pitch + (i % 3) as u8,
+                    velocity: 80,
+                })
+                .collect();
+            Phrase::new(notes, 4.0)
+        };
+        let (bass, melody) = (line(36, 1.0), line(72, 0.5));
+        let merged = Phrase::new([bass.notes.clone(), melody.notes.clone()].concat(), 4.0);
+        let piece = Piece::new("duo.mid".into(), merged, vec![bass.clone(), melody]);
+        assert_eq!(piece.streams().count(), 3);
+        let stream = training_stream(std::slice::from_ref(&piece));
+        // The bass part alone, as a window: one note an onset, a note a beat, low register.
+        let bass_ids = v.encode(&bass, true);
+        let mut s = WindowSampler::new(
+            TokenStream::from_ids(bass_ids.clone(), 4.0),
+            bass_ids.len() + PREFIX_LEN - 1,
+            5,
+            false,
+        );
+        let bins = Texture::of_notes(&bass.notes, 4.0).unwrap().bins();
+        let told = vocab_prefix_texture(&s.batch(1));
+        assert!(told.polyphony.is_none_or(|b| Some(b) == bins.polyphony));
+        assert!(told.register.is_none_or(|b| Some(b) == bins.register));
+        assert_eq!(bins.register, Some(0));
+        let once: usize = piece.streams().map(|p| Vocab.encode(p, true).len()).sum();
+        let slow: usize = piece
+            .streams()
+            .map(|p| Vocab.encode(&stretched(p, HALF_SPEED), true).len())
+            .sum();
+        assert_eq!(stream.ids.len(), once + slow);
+        // At half speed the bass line has one note every two beats.
+        let slow_bass = Texture::of_notes(&stretched(&bass, HALF_SPEED).notes, 4.0).unwrap();
+        assert_eq!(slow_bass.density, 0.5);
+        // A single-part file is one stream.
+        assert_eq!(
+            Piece::new("solo.mid".into(), bass.clone(), vec![bass])
+                .streams()
+                .count(),
+            1
+        );
+    }
+
+    /// The texture bins a window's prefix tells.
+    fn vocab_prefix_texture(w: &[u32]) -> TextureBins {
+        let bin = |id: u32| match Vocab.token(id) {
+            Some(Token::Polyphony(b) | Token::Density(b) | Token::Register(b)) => Some(b),
+            _ => None,
+        };
+        TextureBins {
+            polyphony: bin(w[1]),
+            density: bin(w[2]),
+            register: bin(w[3]),
+        }
     }
 }

@@ -6,20 +6,37 @@ use super::Piece;
 use crate::model::sampler::{generate_with, Scorer};
 use crate::model::{GenerateOptions, Model};
 use crate::music::{detect_key, metrics, Phrase};
-use crate::tokens::Vocab;
+use crate::tokens::{Vocab, PREFIX_LEN};
 use candle_core::{Device, Result, Tensor, D};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// Cuts a packed token stream into windows of `AnyKey` and `len` tokens, so each token is
-/// predicted exactly once and the model is told nothing about the key.
+/// Cuts a packed token stream into windows of `len + 1` tokens (a model reads `len`): the
+/// prefix that tells nothing (any key, any texture), then the stream, so each token is
+/// predicted exactly once and the model is told nothing about the music.
 pub fn windows(stream: &[u32], len: usize, max_windows: usize) -> Vec<Vec<u32>> {
-    let any_key = Vocab.key_prefix(None);
+    let any = Vocab.any_prefix();
     stream
-        .chunks(len)
+        .chunks((len + 1).saturating_sub(PREFIX_LEN).max(1))
         .take(max_windows)
-        .map(|c| std::iter::once(any_key).chain(c.iter().copied()).collect())
+        .map(|c| any.iter().chain(c).copied().collect())
         .collect()
+}
+
+/// Logits and targets of the stream tokens of windows that start with a prefix: the prefix
+/// is given, never predicted, in training and evaluation alike. `ids` is (batch, len + 1).
+pub fn stream_predictions(model: &Model, ids: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (batch, total) = ids.dims2()?;
+    let skip = PREFIX_LEN - 1;
+    let n = total - 1 - skip;
+    let logits = model.forward(&ids.narrow(1, 0, total - 1)?)?;
+    let v = logits.dim(D::Minus1)?;
+    let logits = logits
+        .narrow(1, skip, n)?
+        .contiguous()?
+        .reshape((batch * n, v))?;
+    let target = ids.narrow(1, 1 + skip, n)?.contiguous()?.flatten_all()?;
+    Ok((logits, target))
 }
 
 /// Calls `f` with the logits (n, vocab) and next-token targets (n) of each batch of
@@ -41,16 +58,13 @@ fn predicted_batches(
             .take_while(|w| w.len() == len)
             .collect();
         i += group.len();
-        if len < 2 {
+        if len <= PREFIX_LEN {
             continue;
         }
         let flat: Vec<u32> = group.iter().flat_map(|w| w.iter().copied()).collect();
         let ids = Tensor::from_vec(flat, (group.len(), len), device)?;
-        let input = ids.narrow(1, 0, len - 1)?;
-        let target = ids.narrow(1, 1, len - 1)?.flatten_all()?;
-        let logits = model.forward(&input)?;
-        let v = logits.dim(D::Minus1)?;
-        f(&logits.reshape(((len - 1) * group.len(), v))?, &target)?;
+        let (logits, target) = stream_predictions(model, &ids)?;
+        f(&logits, &target)?;
     }
     Ok(())
 }
@@ -291,15 +305,16 @@ mod tests {
     }
 
     #[test]
-    fn every_token_is_predicted_once_after_any_key() {
+    fn every_token_is_predicted_once_after_the_any_prefix() {
         let s: Vec<u32> = (0..10).collect();
-        let w = windows(&s, 4, 100);
-        let a = Vocab.key_prefix(None);
+        let w = windows(&s, 7, 100);
+        let a = Vocab.any_prefix().to_vec();
+        let with = |c: &[u32]| [a.clone(), c.to_vec()].concat();
         assert_eq!(
             w,
-            vec![vec![a, 0, 1, 2, 3], vec![a, 4, 5, 6, 7], vec![a, 8, 9]]
+            vec![with(&[0, 1, 2, 3]), with(&[4, 5, 6, 7]), with(&[8, 9])]
         );
-        let predicted: usize = w.iter().map(|w| w.len() - 1).sum();
+        let predicted: usize = w.iter().map(|w| w.len() - PREFIX_LEN).sum();
         assert_eq!(predicted, 10);
     }
 }

@@ -4,8 +4,10 @@ pub mod baselines;
 pub mod copy;
 pub mod dataset;
 pub mod eval;
+pub mod in_kind_eval;
 pub mod optim;
 pub mod trainer;
+pub mod warm_start;
 
 pub use dataset::{load_corpus, Corpus, Piece, Skipped};
 pub use trainer::{train, TrainOptions, TrainReport};

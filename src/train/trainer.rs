@@ -1,13 +1,13 @@
 //! The training loop: packed random windows, AdamW, checkpoints, time budget, loss curve.
 
-use super::dataset::{load_corpus, packed_stream, Corpus, WindowSampler};
-use super::eval::{nll, windows};
+use super::dataset::{load_corpus, packed_stream, training_stream, Corpus, WindowSampler};
+use super::eval::{nll, stream_predictions, windows};
 use super::optim::{learning_rate, AdamW};
 use crate::model::copy_guard::CopyGuard;
 use crate::model::files::{save_model, ModelCard, VocabStamp};
 use crate::model::{Architecture, Model};
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,8 @@ pub struct TrainOptions {
     /// The command line, recorded in the model card.
     pub command: String,
     pub max_val_windows: usize,
+    /// Start from this model folder's weights instead of random ones (`--from`).
+    pub from: Option<PathBuf>,
 }
 
 /// What a run reached.
@@ -117,14 +119,18 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
             state.step,
             state.train_seconds / 60.0
         );
+    } else if let Some(base) = &opts.from {
+        let n = super::warm_start::load_base_weights(base, &varmap, device)?;
+        eprintln!("starting from {} ({n} tensors)", base.display());
     }
 
-    let train_stream = packed_stream(&corpus.train);
+    let train_stream = training_stream(&corpus.train);
     let val_windows = windows(
         &packed_stream(&corpus.validation),
         opts.seq_len,
         opts.max_val_windows,
     );
+    let train_tokens = train_stream.ids.len();
     let mut sampler = WindowSampler::new(
         train_stream,
         opts.seq_len,
@@ -248,7 +254,10 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
             "split": "by groups of near-duplicate files",
             "near_duplicate_files": corpus.near_duplicate_files,
             "skipped_files": corpus.skipped.len(),
+            "from": opts.from.as_ref().map(|p| p.display().to_string()),
             "train_notes": Corpus::note_count(&corpus.train),
+            "train_part_streams": corpus.train.iter().map(|p| p.parts.len()).sum::<usize>(),
+            "train_stream_tokens": train_tokens,
             "train_tokens": Corpus::token_count(&corpus.train),
             "steps": state.step,
             "batch": opts.batch,
@@ -265,7 +274,13 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
         }),
     };
     save_model(&opts.out, &varmap, &card)?;
-    CopyGuard::new(corpus.train.iter().map(|p| p.phrase.notes.as_slice())).save(&opts.out)?;
+    CopyGuard::new(
+        corpus
+            .train
+            .iter()
+            .flat_map(|p| p.streams().map(|s| s.notes.as_slice())),
+    )
+    .save(&opts.out)?;
     crate::plot::draw_loss_curve(
         &opts.out.join("loss.png"),
         &smooth(&state.train_curve),
@@ -283,11 +298,8 @@ pub fn window_loss(
     device: &Device,
 ) -> candle_core::Result<Tensor> {
     let ids = Tensor::from_vec(ids, (batch, seq_len + 1), device)?;
-    let input = ids.narrow(1, 0, seq_len)?;
-    let target = ids.narrow(1, 1, seq_len)?.flatten_all()?;
-    let logits = model.forward(&input)?;
-    let v = logits.dim(D::Minus1)?;
-    crate::model::ops::cross_entropy(&logits.reshape((batch * seq_len, v))?, &target)
+    let (logits, target) = stream_predictions(model, &ids)?;
+    crate::model::ops::cross_entropy(&logits, &target)
 }
 
 fn val_loss(model: &Model, device: &Device, windows: &[Vec<u32>], batch: usize) -> Result<f64> {

@@ -55,6 +55,7 @@ pub fn train_options(out: &Path, arch: Architecture, steps: usize) -> TrainOptio
         show_progress: false,
         command: "test".into(),
         max_val_windows: 64,
+        from: None,
     }
 }
 

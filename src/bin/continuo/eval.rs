@@ -1,0 +1,372 @@
+//! `continuo eval`: held-out NLL and statistics of continuations, and the in-kind table over a
+//! folder of primers.
+
+use super::*;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// Folder of .mid files; evaluation uses its validation split (the files training held out).
+    #[arg(long, required_unless_present = "primers")]
+    data: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// A number: continue the first 2 bars of that many validation pieces [default: 32]. A
+    /// folder: the in-kind checks over its primers named ROLE--name.mid, a table by role.
+    #[arg(long)]
+    primers: Option<String>,
+    /// With a primer folder: continuations per primer (seeds 0..N).
+    #[arg(long, default_value_t = 8)]
+    seeds: usize,
+    #[command(flatten)]
+    texture: TextureArgs,
+    /// Bars generated per primer, compared with the real next bars.
+    #[arg(long, default_value_t = 4)]
+    bars: u32,
+    /// Cap on validation tokens scored for NLL.
+    #[arg(long, default_value_t = 200_000)]
+    max_tokens: usize,
+    #[arg(long, default_value_t = 0.9, value_parser = positive_f32)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0.95, value_parser = unit_f32)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also evaluate unigram and 4-gram baselines counted from the training split.
+    #[arg(long)]
+    baselines: bool,
+    /// Restrict continuations to the primer's key (the plugin's "Key lock: From primer").
+    #[arg(long)]
+    key_lock: bool,
+    /// Give the model the `AnyKey` prefix instead of the primer's key, to measure what the key
+    /// prefix buys.
+    #[arg(long)]
+    no_key_prefix: bool,
+    /// Sample without the model's copy guard, to measure what it changes.
+    #[arg(long)]
+    no_copy_guard: bool,
+}
+
+/// NLL and continuation statistics of one scorer on the validation split.
+pub struct EvalRow {
+    name: String,
+    nll_total: f64,
+    tokens: usize,
+    stats: continuo::train::eval::MusicStats,
+}
+
+fn stats_json(r: &EvalRow, notes: usize) -> serde_json::Value {
+    serde_json::json!({
+        "nll_per_token": r.nll_total / r.tokens.max(1) as f64,
+        "nll_per_note": r.nll_total / notes.max(1) as f64,
+        "key_agreement": r.stats.key_agreement,
+        "pitch_in_scale": r.stats.pitch_in_scale,
+        "pitch_class_entropy": r.stats.pitch_class_entropy,
+        "empty_beat_rate": r.stats.empty_beat_rate,
+        "notes_per_beat": r.stats.notes_per_beat,
+        "polyphony": r.stats.polyphony,
+        "copy_rate": r.stats.copy_rate,
+        "long_copy_rate": r.stats.long_copy_rate,
+    })
+}
+
+/// `continuo eval --primers DIR`: the in-kind table.
+pub fn run_in_kind_eval(a: &EvalArgs, dir: &Path) -> Result<()> {
+    use continuo::model::sampler::ModelScorer;
+    use continuo::train::in_kind_eval::{in_kind_report, read_primers};
+    if !dir.is_dir() {
+        bail!("--primers {}: no such folder (give a number of held-out primers, or a folder of ROLE--name.mid files)", dir.display());
+    }
+    let device = best_device();
+    let loaded = load_model(&a.model, &device)?;
+    let (primers, skipped) = read_primers(dir);
+    for (path, why) in &skipped {
+        eprintln!("skipped {}: {why}", path.display());
+    }
+    if primers.is_empty() {
+        bail!(
+            "no primers named ROLE--name.mid with notes in {}",
+            dir.display()
+        );
+    }
+    let opts = GenerateOptions {
+        bars: a.bars,
+        temperature: a.temperature,
+        top_p: a.top_p,
+        key_prefix: if a.no_key_prefix {
+            KeyPrefix::Any
+        } else {
+            KeyPrefix::Detect
+        },
+        texture: a.texture.request(),
+        rhythm: a.texture.rhythm,
+        candidates: a.texture.candidates as usize,
+        start_on_downbeat: true,
+        copy_guard: guard_unless(&loaded, a.no_copy_guard),
+        ..Default::default()
+    };
+    let t0 = std::time::Instant::now();
+    let report = in_kind_report(
+        &mut ModelScorer::new(&loaded.model, &device),
+        &primers,
+        &opts,
+        a.seeds,
+        a.key_lock,
+    )?;
+    if a.json {
+        let mut j = serde_json::to_value(&report)?;
+        j["model"] = a.model.display().to_string().into();
+        j["folder"] = dir.display().to_string().into();
+        j["bars"] = a.bars.into();
+        j["temperature"] = a.temperature.into();
+        j["seconds"] = t0.elapsed().as_secs_f64().into();
+        println!("{j}");
+    } else {
+        println!(
+            "{} primers × {} seeds, {} bars each, from {} ({:.0} s)\n{}",
+            report.primers,
+            report.seeds,
+            a.bars,
+            dir.display(),
+            t0.elapsed().as_secs_f64(),
+            report.table()
+        );
+    }
+    Ok(())
+}
+
+pub fn run_eval(a: EvalArgs) -> Result<()> {
+    use continuo::model::sampler::ModelScorer;
+    use continuo::train::baselines::NGram;
+    use continuo::train::copy::CopyIndex;
+
+    let n_primers = match &a.primers {
+        None => 32,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) => n,
+            Err(_) => return run_in_kind_eval(&a, Path::new(s)),
+        },
+    };
+    let Some(data) = &a.data else {
+        bail!("give --data FOLDER for held-out NLL and statistics (or --primers DIR for the in-kind table)");
+    };
+    let device = best_device();
+    let loaded = load_model(&a.model, &device)?;
+    let corpus = dataset::load_corpus(data)?;
+    for s in &corpus.skipped {
+        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+    }
+    let ctx = loaded.card.architecture.max_context().unwrap_or(256);
+    let stream = dataset::packed_stream(&corpus.validation);
+    let ws = windows(&stream, ctx, a.max_tokens.div_ceil(ctx));
+    // Every token of `scored` is predicted once, after the "any" prefix, by each scorer.
+    let scored_tokens: usize = ws.iter().map(|w| w.len() - PREFIX_LEN).sum();
+    let vocab = Vocab;
+    let scored: Vec<u32> = vocab
+        .any_prefix()
+        .into_iter()
+        .chain(stream[..scored_tokens].iter().copied())
+        .collect();
+    // Notes in the scored part of the stream: one Duration token closes each note.
+    let notes = scored[PREFIX_LEN..]
+        .iter()
+        .filter(|&&id| matches!(vocab.token(id), Some(continuo::tokens::Token::Duration(_))))
+        .count();
+    let cases = primer_cases(&corpus.validation, 2, a.bars, n_primers);
+    let copies = CopyIndex::new(&corpus.train);
+    let opts = GenerateOptions {
+        bars: a.bars,
+        temperature: a.temperature,
+        top_p: a.top_p,
+        seed: a.seed,
+        key_prefix: if a.no_key_prefix {
+            KeyPrefix::Any
+        } else {
+            KeyPrefix::Detect
+        },
+        texture: a.texture.request(),
+        rhythm: a.texture.rhythm,
+        candidates: a.texture.candidates as usize,
+        copy_guard: guard_unless(&loaded, a.no_copy_guard),
+        ..Default::default()
+    };
+
+    // One pass over the held-out windows gives the total and its parts.
+    let by_kind = nll_by_kind(&loaded.model, &device, &ws, 16)?;
+    let (total, count) = by_kind
+        .values()
+        .fold((0.0, 0), |(t, c), &(nats, n, _)| (t + nats, c + n));
+    let (model_stats, real_stats) = continuation_stats(
+        &mut ModelScorer::new(&loaded.model, &device),
+        &cases,
+        &opts,
+        Some(&copies),
+        a.key_lock,
+    )?;
+    let mut rows = vec![EvalRow {
+        name: "model".into(),
+        nll_total: total,
+        tokens: count,
+        stats: model_stats,
+    }];
+    if a.baselines {
+        let train_stream = dataset::packed_stream(&corpus.train);
+        for (name, order) in [("unigram", 1), ("4-gram", 4)] {
+            eprintln!(
+                "counting the {name} baseline on {} training tokens",
+                train_stream.len()
+            );
+            let mut m = NGram::count(&train_stream, order);
+            let (t, c) = m.nll(&scored);
+            let (stats, _) = continuation_stats(&mut m, &cases, &opts, Some(&copies), a.key_lock)?;
+            rows.push(EvalRow {
+                name: name.into(),
+                nll_total: t,
+                tokens: c,
+                stats,
+            });
+        }
+    }
+    let m = &rows[0];
+    let mut report = serde_json::json!({
+        "model": a.model.display().to_string(),
+        "architecture": loaded.card.architecture.describe(),
+        "nll_per_token": m.nll_total / m.tokens.max(1) as f64,
+        "nll_per_note": m.nll_total / notes.max(1) as f64,
+        "tokens_scored": count,
+        "notes_scored": notes,
+        "key_agreement": m.stats.key_agreement,
+        "key_agreement_real": real_stats.key_agreement,
+        "pitch_in_scale": m.stats.pitch_in_scale,
+        "pitch_in_scale_real": real_stats.pitch_in_scale,
+        "pitch_class_entropy": m.stats.pitch_class_entropy,
+        "pitch_class_entropy_real": real_stats.pitch_class_entropy,
+        "empty_beat_rate": m.stats.empty_beat_rate,
+        "empty_beat_rate_real": real_stats.empty_beat_rate,
+        "notes_per_beat": m.stats.notes_per_beat,
+        "notes_per_beat_real": real_stats.notes_per_beat,
+        "polyphony": m.stats.polyphony,
+        "polyphony_real": real_stats.polyphony,
+        "copy_rate": m.stats.copy_rate,
+        "copy_rate_real": real_stats.copy_rate,
+        "long_copy_rate": m.stats.long_copy_rate,
+        "long_copy_rate_real": real_stats.long_copy_rate,
+        "n_files": corpus.validation.len(),
+        "near_duplicate_files": corpus.near_duplicate_files,
+        "n_primers": cases.len(),
+        "candidates": opts.candidates,
+        "temperature": a.temperature,
+        "top_p": a.top_p,
+        "key_lock": a.key_lock,
+        "key_prefix": !a.no_key_prefix,
+        "copy_guard_runs": opts.copy_guard.as_ref().map(|g| g.len()),
+        "nll_by_kind": by_kind
+            .iter()
+            .map(|(kind, &(nats, n, first))| {
+                let per = |x: f64| x / n.max(1) as f64;
+                let v = serde_json::json!({
+                    "nll_per_token": per(nats),
+                    "tokens": n,
+                    "top1": per(first as f64),
+                });
+                (kind.to_string(), v)
+            })
+            .collect::<serde_json::Map<_, _>>(),
+    });
+    if a.baselines {
+        report["baselines"] = rows[1..]
+            .iter()
+            .map(|r| (r.name.clone(), stats_json(r, notes)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
+    if a.json {
+        println!("{report}");
+        return Ok(());
+    }
+    println!(
+        "model {} ({})",
+        a.model.display(),
+        loaded.card.architecture.describe()
+    );
+    println!(
+        "validation: {} files, {} tokens scored, {} notes; {} primers of 2 bars, {} bars continued",
+        corpus.validation.len(),
+        count,
+        notes,
+        cases.len(),
+        a.bars
+    );
+    print!("{:<22}", "metric");
+    for r in &rows {
+        print!(" {:>10}", r.name);
+    }
+    println!(" {:>10}", "real");
+    let line = |name: &str, f: &dyn Fn(&EvalRow) -> f64, real: Option<f64>| {
+        print!("{name:<22}");
+        for r in &rows {
+            print!(" {:>10.3}", f(r));
+        }
+        match real {
+            Some(v) => println!(" {v:>10.3}"),
+            None => println!(" {:>10}", "-"),
+        }
+    };
+    line(
+        "NLL per token",
+        &|r| r.nll_total / r.tokens.max(1) as f64,
+        None,
+    );
+    line("NLL per note", &|r| r.nll_total / notes.max(1) as f64, None);
+    line(
+        "key agreement",
+        &|r| r.stats.key_agreement,
+        Some(real_stats.key_agreement),
+    );
+    line(
+        "pitch in scale",
+        &|r| r.stats.pitch_in_scale,
+        Some(real_stats.pitch_in_scale),
+    );
+    line(
+        "pitch-class entropy",
+        &|r| r.stats.pitch_class_entropy,
+        Some(real_stats.pitch_class_entropy),
+    );
+    line(
+        "empty-beat rate",
+        &|r| r.stats.empty_beat_rate,
+        Some(real_stats.empty_beat_rate),
+    );
+    line(
+        "notes per beat",
+        &|r| r.stats.notes_per_beat,
+        Some(real_stats.notes_per_beat),
+    );
+    line(
+        "polyphony",
+        &|r| r.stats.polyphony,
+        Some(real_stats.polyphony),
+    );
+    line(
+        "copy rate (8 notes)",
+        &|r| r.stats.copy_rate,
+        Some(real_stats.copy_rate),
+    );
+    line(
+        "copy rate (16 notes)",
+        &|r| r.stats.long_copy_rate,
+        Some(real_stats.long_copy_rate),
+    );
+    println!("model NLL by kind of token predicted:");
+    for (kind, &(nats, n, first)) in &by_kind {
+        println!(
+            "  {kind:<12} {:>7.3} nats over {n:>7} tokens, first choice right {:>5.1} %",
+            nats / n.max(1) as f64,
+            100.0 * first as f64 / n.max(1) as f64
+        );
+    }
+    Ok(())
+}

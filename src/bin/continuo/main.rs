@@ -1,0 +1,301 @@
+//! `continuo`: train a model on a folder of MIDI files, continue a primer, evaluate a model.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use continuo::device::{best_device, device_name};
+use continuo::midi_file::{read_midi, write_midi, TrackToWrite};
+use continuo::model::sampler::{DEFAULT_CANDIDATES, MAX_CANDIDATES};
+use continuo::model::{
+    generate, load_model, lstm, transformer, Architecture, GenerateOptions, KeyPrefix,
+};
+use continuo::music::parse::{parse_key, parse_pitch};
+use continuo::music::texture::{
+    Rhythm, TextureRequest, Told, DENSITY_NAMES, POLYPHONY_NAMES, REGISTER_NAMES,
+};
+use continuo::music::{detect_key, Key};
+use continuo::tokens::{Vocab, PREFIX_LEN};
+use continuo::train::eval::{continuation_stats, nll_by_kind, primer_cases, windows};
+use continuo::train::{dataset, train, TrainOptions};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+mod eval;
+mod generate;
+mod train;
+
+use eval::{run_eval, EvalArgs};
+use generate::{run_generate, GenerateArgs};
+use train::{run_train, TrainArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "continuo",
+    version,
+    about = "Continue what you play: train, generate and evaluate Continuo models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model on every .mid file under a folder (recursive).
+    Train(TrainArgs),
+    /// Continue a primer .mid file and write the continuation as .mid (and optionally .png).
+    Generate(GenerateArgs),
+    /// Held-out NLL and musical statistics of a model on a folder of .mid files.
+    Eval(EvalArgs),
+    /// Training and decoding speed of a model configuration on this machine.
+    Bench(BenchArgs),
+    /// (Re)build a model's copy guard from the corpus it was trained on (`continuo train`
+    /// writes one; this is for models trained before it did).
+    CopyGuard(CopyGuardArgs),
+}
+
+#[derive(Args)]
+struct CopyGuardArgs {
+    /// Model folder; its config.json must record the training split of --data.
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// The folder of .mid files the model was trained on.
+    #[arg(long)]
+    data: PathBuf,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long, value_enum, default_value = "transformer")]
+    arch: Arch,
+    #[arg(long, default_value_t = 256)]
+    d_model: usize,
+    #[arg(long, default_value_t = 4)]
+    layers: usize,
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    /// Position table size (the cached decoding runs up to context 512).
+    #[arg(long, default_value_t = 512)]
+    ctx: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 256)]
+    seq_len: usize,
+    /// Timed training steps (after one warm-up).
+    #[arg(long, default_value_t = 4)]
+    steps: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+enum Arch {
+    Transformer,
+    Lstm,
+}
+
+/// What the model is told about the answer's texture, and where its onsets may fall.
+#[derive(Args, Clone)]
+struct TextureArgs {
+    /// Notes per onset: primer, any, or 1, 1-2, 2, 3, 4+.
+    #[arg(long, default_value = "primer", value_parser = |s: &str| told_arg(s, &POLYPHONY_NAMES))]
+    polyphony: Told,
+    /// Notes per beat: primer, any, or sparse, quarters, eighths, busy, 16ths, fast.
+    #[arg(long, default_value = "primer", value_parser = |s: &str| told_arg(s, &DENSITY_NAMES))]
+    density: Told,
+    /// Median pitch: primer, any, or low, bass, tenor, middle, upper, high, top.
+    #[arg(long, default_value = "primer", value_parser = |s: &str| told_arg(s, &REGISTER_NAMES))]
+    register: Told,
+    /// Onsets anywhere (free) or only where the primer has onsets in its bars (primer).
+    #[arg(long, default_value = "free", value_parser = rhythm_arg)]
+    rhythm: Rhythm,
+    /// Sample this many candidates per answer and keep the one most in kind with the primer
+    /// (texture, density, register, key, alive, new); 1 keeps the first sample.
+    #[arg(long, default_value_t = DEFAULT_CANDIDATES as u32, value_parser = clap::value_parser!(u32).range(1..=MAX_CANDIDATES as i64))]
+    candidates: u32,
+}
+
+impl TextureArgs {
+    fn request(&self) -> TextureRequest {
+        TextureRequest {
+            polyphony: self.polyphony,
+            density: self.density,
+            register: self.register,
+        }
+    }
+}
+
+fn told_arg(s: &str, names: &[&str]) -> std::result::Result<Told, String> {
+    Told::parse(s, names)
+        .ok_or_else(|| format!("'{s}' is none of primer, any, {}", names.join(", ")))
+}
+
+fn rhythm_arg(s: &str) -> std::result::Result<Rhythm, String> {
+    match s {
+        "free" => Ok(Rhythm::Free),
+        "primer" | "like-primer" => Ok(Rhythm::LikePrimer),
+        _ => Err(format!("'{s}' is neither free nor primer")),
+    }
+}
+
+fn positive_f32(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("'{s}' must be a number above 0 (e.g. 0.9)")),
+    }
+}
+
+fn unit_f32(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        _ => Err(format!("'{s}' must be a number in (0, 1] (e.g. 0.95)")),
+    }
+}
+
+fn pitch_arg(s: &str) -> Result<u8, String> {
+    parse_pitch(s)
+        .ok_or_else(|| format!("'{s}' is not a pitch: use 0–127 or a name such as C4 or F#2"))
+}
+
+fn main() -> ExitCode {
+    continuo::allocator::keep_large_allocations_in_heap();
+    continuo::device::fix_cpu_thread_count_before_threads_start();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => run_train(a),
+        Command::Generate(a) => run_generate(a),
+        Command::Eval(a) => run_eval(a),
+        Command::Bench(a) => run_bench(a),
+        Command::CopyGuard(a) => run_copy_guard(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+fn architecture(
+    arch: Arch,
+    d_model: usize,
+    layers: usize,
+    heads: usize,
+    ff: Option<usize>,
+    ctx: usize,
+) -> Result<Architecture> {
+    let vocab_size = Vocab.size();
+    Ok(match arch {
+        Arch::Transformer => {
+            if !d_model.is_multiple_of(heads) {
+                bail!("--d-model {d_model} must be divisible by --heads {heads}");
+            }
+            Architecture::Transformer(transformer::Config {
+                vocab_size,
+                d_model,
+                n_layers: layers,
+                n_heads: heads,
+                d_ff: ff.unwrap_or(4 * d_model),
+                max_seq_len: ctx,
+            })
+        }
+        Arch::Lstm => Architecture::Lstm(lstm::Config {
+            vocab_size,
+            d_embed: d_model.min(128),
+            hidden: d_model,
+            n_layers: layers,
+        }),
+    })
+}
+
+fn run_bench(a: BenchArgs) -> Result<()> {
+    let arch = architecture(a.arch, a.d_model, a.layers, a.heads, None, a.ctx)?;
+    let device = best_device();
+    eprintln!(
+        "benchmarking a {} ({} parameters) on {}",
+        arch.describe(),
+        arch.parameter_count(),
+        device_name(&device)
+    );
+    let r = continuo::bench::run(&arch, a.batch, a.seq_len, a.steps, &device)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    println!("threads {}", r.threads);
+    println!("training, batch {} × {} tokens: {:.0} tokens/s fused, {:.0} tokens/s plain candle ops ({:.2}×)", r.batch, r.seq_len, r.train_tokens_per_s, r.train_tokens_per_s_plain_ops, r.train_tokens_per_s / r.train_tokens_per_s_plain_ops);
+    println!("batch-1 decoding ms/token     ctx 64   ctx 256   ctx 512");
+    println!(
+        "  with KV cache              {:>7.2} {:>9.2} {:>9.2}",
+        r.infer_ms_per_token_ctx64, r.infer_ms_per_token_ctx256, r.infer_ms_per_token_ctx512
+    );
+    println!(
+        "  without cache              {:>7.2} {:>9.2} {:>9.2}",
+        r.infer_ms_per_token_nocache_ctx64,
+        r.infer_ms_per_token_nocache_ctx256,
+        r.infer_ms_per_token_nocache_ctx512
+    );
+    println!(
+        "  with KV cache, every core            {:>9.2}   (the cached row runs on one thread)",
+        r.infer_ms_per_token_ctx256_all_threads
+    );
+    println!("prefill of 256 tokens: {:.1} ms", r.prefill_ms_256);
+    println!("generation incl. grammar masks and sampling: {:.2} ms/token; trigger → first note {:.1} ms", r.generate_ms_per_token, r.first_note_ms);
+    Ok(())
+}
+
+/// The model's copy guard, unless `off`; says so when the model has none.
+fn guard_unless(
+    loaded: &continuo::model::LoadedModel,
+    off: bool,
+) -> Option<std::sync::Arc<continuo::model::copy_guard::CopyGuard>> {
+    if off {
+        return None;
+    }
+    if loaded.copy_guard.is_none() {
+        eprintln!(
+            "note: {} has no copy guard; build one with `continuo copy-guard --data <corpus>`",
+            loaded.dir.display()
+        );
+    }
+    loaded.copy_guard.clone()
+}
+
+fn run_copy_guard(a: CopyGuardArgs) -> Result<()> {
+    use continuo::model::copy_guard::{CopyGuard, GUARD_FILE, GUARD_RUN};
+    let card = continuo::model::files::read_card(&a.model)?;
+    let corpus = dataset::load_corpus(&a.data)?;
+    for s in &corpus.skipped {
+        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+    }
+    // The split must be the model's own, or the guard would protect the wrong files.
+    let recorded = |k: &str| card.training.get(k).and_then(|v| v.as_u64());
+    let found = (
+        corpus.train.len() as u64,
+        dataset::Corpus::note_count(&corpus.train) as u64,
+    );
+    if (recorded("train_files"), recorded("train_notes")) != (Some(found.0), Some(found.1)) {
+        bail!(
+            "{} was trained on {:?} files with {:?} notes, but the training split of {} has {} files with {} notes; pass the corpus the model was trained on",
+            a.model.display(),
+            recorded("train_files"),
+            recorded("train_notes"),
+            a.data.display(),
+            found.0,
+            found.1
+        );
+    }
+    let guard = CopyGuard::new(corpus.train.iter().map(|p| p.phrase.notes.as_slice()));
+    guard.save(&a.model)?;
+    println!(
+        "wrote {}: {} distinct runs of {GUARD_RUN} notes from {} training files",
+        a.model.join(GUARD_FILE).display(),
+        guard.len(),
+        corpus.train.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! `continuo eval --primers DIR`: the six in-kind checks over a folder of primers named
+//! `ROLE--name.mid`, by role and overall, so anyone can measure a model on their own primers.
+
+use crate::midi_file::read_midi;
+use crate::model::sampler::{generate_with, Scorer};
+use crate::model::GenerateOptions;
+use crate::music::in_kind::{check_in_kind, InKind};
+use crate::music::Phrase;
+use crate::train::dataset::midi_files;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Separates the role from the name in a primer's file name.
+pub const ROLE_SEPARATOR: &str = "--";
+
+/// One primer of the folder.
+#[derive(Debug, Clone)]
+pub struct RolePrimer {
+    pub path: PathBuf,
+    pub role: String,
+    pub primer: Phrase,
+}
+
+/// Reads every `ROLE--name.mid` under `dir`; files without a role or unreadable are listed
+/// in the second value with the reason, never fatal.
+pub fn read_primers(dir: &Path) -> (Vec<RolePrimer>, Vec<(PathBuf, String)>) {
+    let mut primers = Vec::new();
+    let mut skipped = Vec::new();
+    for path in midi_files(dir) {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some((role, _)) = stem.split_once(ROLE_SEPARATOR) else {
+            skipped.push((
+                path,
+                format!("name has no role; call it ROLE{ROLE_SEPARATOR}name.mid"),
+            ));
+            continue;
+        };
+        match read_midi(&path) {
+            Ok(song) if !song.melodic.notes.is_empty() => primers.push(RolePrimer {
+                role: role.to_ascii_lowercase(),
+                primer: song.melodic,
+                path,
+            }),
+            Ok(_) => skipped.push((path, "no melodic notes".into())),
+            Err(e) => skipped.push((path, e.to_string())),
+        }
+    }
+    (primers, skipped)
+}
+
+/// How often each check held, over some continuations.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InKindRates {
+    pub continuations: usize,
+    pub in_kind: f64,
+    pub texture: f64,
+    pub density: f64,
+    pub register: f64,
+    pub key: f64,
+    pub alive: f64,
+    pub new: f64,
+}
+
+#[derive(Default)]
+struct Tally {
+    n: usize,
+    all: usize,
+    checks: [usize; 6],
+}
+
+impl Tally {
+    fn add(&mut self, k: &InKind) {
+        self.n += 1;
+        self.all += usize::from(k.all());
+        for (c, &ok) in self.checks.iter_mut().zip(&k.as_array()) {
+            *c += usize::from(ok);
+        }
+    }
+
+    fn rates(&self) -> InKindRates {
+        let r = |x: usize| x as f64 / self.n.max(1) as f64;
+        InKindRates {
+            continuations: self.n,
+            in_kind: r(self.all),
+            texture: r(self.checks[0]),
+            density: r(self.checks[1]),
+            register: r(self.checks[2]),
+            key: r(self.checks[3]),
+            alive: r(self.checks[4]),
+            new: r(self.checks[5]),
+        }
+    }
+}
+
+/// The in-kind table: by role, and overall.
+#[derive(Debug, Clone, Serialize)]
+pub struct InKindReport {
+    pub by_role: BTreeMap<String, InKindRates>,
+    pub overall: InKindRates,
+    pub primers: usize,
+    pub seeds: usize,
+}
+
+impl InKindReport {
+    /// A plain-text table, a row per role and one overall.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "{:<10} {:>5} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6}\n",
+            "role", "n", "in kind", "texture", "density", "register", "key", "alive", "new"
+        );
+        let row = |name: &str, r: &InKindRates| {
+            format!(
+                "{:<10} {:>5} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>6.2} {:>6.2} {:>6.2}\n",
+                name,
+                r.continuations,
+                r.in_kind,
+                r.texture,
+                r.density,
+                r.register,
+                r.key,
+                r.alive,
+                r.new
+            )
+        };
+        for (role, r) in &self.by_role {
+            s += &row(role, r);
+        }
+        s + &row("overall", &self.overall)
+    }
+}
+
+/// Continues each primer `seeds` times (seeds 0..seeds, one variation each, as `continuo
+/// generate --seed k` would) with `opts`, and checks every continuation in kind. With
+/// `key_from_primer`, pitches keep to each primer's detected key (the plugin's "Key lock:
+/// From primer").
+pub fn in_kind_report(
+    scorer: &mut dyn Scorer,
+    primers: &[RolePrimer],
+    opts: &GenerateOptions,
+    seeds: usize,
+    key_from_primer: bool,
+) -> candle_core::Result<InKindReport> {
+    let mut by_role: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut overall = Tally::default();
+    for p in primers {
+        let bpb = crate::tokens::quantize(&p.primer).beats_per_bar;
+        for seed in 0..seeds as u64 {
+            let o = GenerateOptions {
+                seed,
+                variations: 1,
+                beats_per_bar: bpb,
+                key: if key_from_primer {
+                    crate::music::detect_key(&p.primer.notes)
+                } else {
+                    opts.key
+                },
+                ..opts.clone()
+            };
+            let g = generate_with(scorer, &p.primer, &o, |_| true)?;
+            let k = check_in_kind(
+                &p.primer.notes,
+                p.primer.bar_count(),
+                &g.variations[0].notes,
+                opts.bars as usize,
+                bpb,
+            );
+            by_role.entry(p.role.clone()).or_default().add(&k);
+            overall.add(&k);
+        }
+    }
+    Ok(InKindReport {
+        by_role: by_role
+            .iter()
+            .map(|(k, t)| (k.clone(), t.rates()))
+            .collect(),
+        overall: overall.rates(),
+        primers: primers.len(),
+        seeds,
+    })
+}
