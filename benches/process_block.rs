@@ -3,7 +3,7 @@
 
 use continuo::audio::clock::TransportInfo;
 use continuo::audio::engine::{Engine, EngineSettings, InputNote};
-use continuo::audio::messages::{GenerationSettings, KeyLock, PhraseChunk};
+use continuo::audio::messages::{GenerationSettings, PhraseChunk};
 use continuo::audio::trigger::TriggerMode;
 use continuo::music::Note;
 use continuo::shared::Shared;
@@ -15,27 +15,15 @@ const BLOCKS: usize = 20_000;
 
 fn settings() -> EngineSettings {
     EngineSettings {
-        bypass: false,
         trigger: TriggerMode::Manual,
-        silence_beats: 1.0,
-        trigger_note: 36,
-        generate_on: false,
-        pass_through: true,
-        quantize_to_bar: true,
         looping: true,
-        channel: 0,
         generation: GenerationSettings {
             bars: 4,
-            temperature: 1.0,
             top_p: 0.95,
             seed: 1,
-            key_lock: KeyLock::Off,
-            low: 0,
-            high: 127,
-            texture: Default::default(),
-            rhythm: Default::default(),
-            candidates: 1,
+            ..Default::default()
         },
+        ..Default::default()
     }
 }
 
@@ -57,6 +45,7 @@ fn run(
             pos_beats: Some((b * BLOCK) as f64 * bps),
             time_sig: Some((4, 4)),
             bar_start_beats: None,
+            loop_range: None,
         };
         engine.begin_block(&transport, BLOCK, RATE, &s);
         feed(b, engine, &s);

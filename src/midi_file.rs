@@ -10,12 +10,18 @@ use midly::{
     num::{u15, u28, u4, u7},
     Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind,
 };
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 /// The General MIDI percussion channel (10, zero-based 9).
 const DRUM_CHANNEL: u8 = 9;
 /// Ticks per beat in the files Continuo writes; divisible by 3 and 16.
 const WRITE_TICKS_PER_BEAT: u16 = 480;
+/// Longest file read (beats): about nine hours at 120 BPM. The tokenizer writes a token per
+/// bar, so an unbounded file (a few bytes of maximal delta-times) would be unbounded work.
+pub const MAX_FILE_BEATS: f64 = 65_536.0;
+/// Longest silence between notes read (beats): 256 bars of 4/4.
+pub const MAX_SILENCE_BEATS: f64 = 1024.0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MidiFileError {
@@ -32,6 +38,12 @@ pub enum MidiFileError {
     Timecode { path: PathBuf },
     #[error("{path} holds no notes")]
     NoNotes { path: PathBuf },
+    #[error(
+        "{path} runs to beat {beats:.0}; Continuo reads files of at most {MAX_FILE_BEATS:.0} beats"
+    )]
+    TooLong { path: PathBuf, beats: f64 },
+    #[error("{path} has {beats:.0} beats of silence before beat {at:.0}; Continuo reads files with silences of at most {MAX_SILENCE_BEATS:.0} beats")]
+    LongSilence { path: PathBuf, beats: f64, at: f64 },
     #[error("cannot write {path}: {error}")]
     Write {
         path: PathBuf,
@@ -63,6 +75,13 @@ pub fn read_midi(path: &Path) -> Result<MidiSong, MidiFileError> {
 
 /// Parses format 0 or 1 MIDI bytes; `path` only names the source in errors.
 pub fn parse_midi(bytes: &[u8], path: &Path) -> Result<MidiSong, MidiFileError> {
+    // midly 0.5 overflows on some SMPTE divisions in debug builds: refuse them before it reads
+    // them (the division is the header's last field, bytes 12–13, top bit set for SMPTE).
+    if bytes.len() >= 14 && &bytes[..4] == b"MThd" && bytes[12] & 0x80 != 0 {
+        return Err(MidiFileError::Timecode {
+            path: path.to_owned(),
+        });
+    }
     let smf = Smf::parse(bytes).map_err(|e| MidiFileError::Parse {
         path: path.to_owned(),
         reason: e.to_string(),
@@ -89,11 +108,22 @@ pub fn parse_midi(bytes: &[u8], path: &Path) -> Result<MidiSong, MidiFileError> 
     let mut beats_per_bar: Option<f64> = None;
 
     for (track_index, track) in smf.tracks.iter().enumerate() {
-        // Open notes of this track: (channel, key) -> stack of (start tick, velocity).
-        let mut open: Vec<Vec<(u64, u8)>> = vec![Vec::new(); 16 * 128];
+        // Open notes of this track: (channel, key) -> queue of (start tick, velocity).
+        let mut open: Vec<VecDeque<(u64, u8)>> = vec![VecDeque::new(); 16 * 128];
+        let max_tick = (MAX_FILE_BEATS * tpb) as u64;
         let mut tick: u64 = 0;
         for event in track {
             tick += event.delta.as_int() as u64;
+            if tick > max_tick {
+                if is_note(&event.kind) {
+                    return Err(MidiFileError::TooLong {
+                        path: path.to_owned(),
+                        beats: tick as f64 / tpb,
+                    });
+                }
+                // Meta events after the last note are harmless.
+                continue;
+            }
             match event.kind {
                 // The first time signature names the bar length; later changes are rare in
                 // the corpus and are treated as that bar length.
@@ -111,10 +141,9 @@ pub fn parse_midi(bytes: &[u8], path: &Path) -> Result<MidiSong, MidiFileError> 
                     };
                     let slot = &mut open[ch as usize * 128 + key as usize];
                     if on_vel > 0 {
-                        slot.push((tick, on_vel));
-                    } else if !slot.is_empty() {
+                        slot.push_back((tick, on_vel));
+                    } else if let Some((start, velocity)) = slot.pop_front() {
                         // First in, first out: a repeated key releases its oldest note.
-                        let (start, velocity) = slot.remove(0);
                         let note = Note {
                             start: start as f64 / tpb,
                             duration: (tick - start) as f64 / tpb,
@@ -145,6 +174,7 @@ pub fn parse_midi(bytes: &[u8], path: &Path) -> Result<MidiSong, MidiFileError> 
             path: path.to_owned(),
         });
     }
+    check_silences(&melodic, path)?;
     let bpb = beats_per_bar
         .filter(|b| (0.5..=16.0).contains(b))
         .unwrap_or(4.0);
@@ -158,6 +188,37 @@ pub fn parse_midi(bytes: &[u8], path: &Path) -> Result<MidiSong, MidiFileError> 
         drums,
         ticks_per_beat,
     })
+}
+
+fn is_note(kind: &TrackEventKind<'_>) -> bool {
+    matches!(
+        kind,
+        TrackEventKind::Midi {
+            message: MidiMessage::NoteOn { .. } | MidiMessage::NoteOff { .. },
+            ..
+        }
+    )
+}
+
+/// Refuses a silence longer than [`MAX_SILENCE_BEATS`] between melodic notes.
+fn check_silences(notes: &[Note], path: &Path) -> Result<(), MidiFileError> {
+    let mut starts: Vec<(f64, f64)> = notes
+        .iter()
+        .map(|n| (n.start, n.start + n.duration))
+        .collect();
+    starts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut sounding_until = starts.first().map_or(0.0, |s| s.0);
+    for (start, end) in starts {
+        if start - sounding_until > MAX_SILENCE_BEATS {
+            return Err(MidiFileError::LongSilence {
+                path: path.to_owned(),
+                beats: start - sounding_until,
+                at: start,
+            });
+        }
+        sounding_until = sounding_until.max(end);
+    }
+    Ok(())
 }
 
 /// One part of a file to write: a phrase on a MIDI channel, with a track name.
@@ -354,5 +415,59 @@ mod tests {
         let song = parse_midi(&bytes, Path::new("m.mid")).unwrap();
         assert_eq!(song.drums, drums);
         assert_eq!(song.melodic.notes, keys);
+    }
+
+    /// A file of `events` (delta, status, data…) in one track at `tpb` ticks per beat.
+    fn one_track(tpb: u16, events: &[u8]) -> Vec<u8> {
+        let mut b = b"MThd\0\0\0\x06\0\0\0\x01".to_vec();
+        b.extend(tpb.to_be_bytes());
+        b.extend(b"MTrk");
+        b.extend((events.len() as u32 + 4).to_be_bytes());
+        b.extend(events);
+        b.extend([0x00, 0xFF, 0x2F, 0x00]);
+        b
+    }
+
+    #[test]
+    fn notes_far_apart_are_refused_quickly_with_the_reason() {
+        // Two notes twenty maximal delta-times apart at 1 tick per beat.
+        let mut ev = vec![0x00, 0x90, 60, 100, 0x01, 0x80, 60, 0];
+        for _ in 0..20 {
+            ev.extend([0xFF, 0xFF, 0xFF, 0x7F, 0xFF, 0x01, 0x00]); // a text meta event
+        }
+        ev.extend([0x00, 0x90, 62, 100, 0x01, 0x80, 62, 0]);
+        let err = parse_midi(&one_track(1, &ev), Path::new("far.mid")).unwrap_err();
+        assert!(matches!(err, MidiFileError::TooLong { .. }), "{err}");
+        assert!(err.to_string().contains("far.mid"));
+        // Within the length cap, a long silence is refused too.
+        let mut ev = vec![0x00, 0x90, 60, 100, 0x01, 0x80, 60, 0];
+        ev.extend([0x89, 0x00, 0x90, 62, 100, 0x01, 0x80, 62, 0]); // 1152 beats on
+        let err = parse_midi(&one_track(1, &ev), Path::new("gap.mid")).unwrap_err();
+        assert!(matches!(err, MidiFileError::LongSilence { .. }), "{err}");
+    }
+
+    #[test]
+    fn many_stacked_notes_of_one_key_pair_in_linear_time() {
+        let n = 300_000;
+        let mut ev = Vec::with_capacity(n * 8);
+        for _ in 0..n {
+            ev.extend([0x00, 0x90, 60, 100]);
+        }
+        // The offs come one tick later, so every note has a length.
+        ev.extend([0x01, 0x80, 60, 0]);
+        for _ in 1..n {
+            ev.extend([0x00, 0x80, 60, 0]);
+        }
+        let song = parse_midi(&one_track(96, &ev), Path::new("stack.mid")).unwrap();
+        assert_eq!(song.melodic.notes.len(), n);
+    }
+
+    #[test]
+    fn an_smpte_header_is_a_clear_error_in_every_build() {
+        let mut b = one_track(96, &[0x00, 0x90, 60, 100, 0x10, 0x80, 60, 0]);
+        b[12] = 0x80;
+        b[13] = 0x00;
+        let err = parse_midi(&b, Path::new("smpte.mid")).unwrap_err();
+        assert!(matches!(err, MidiFileError::Timecode { .. }), "{err}");
     }
 }

@@ -129,6 +129,7 @@ fn transport_info(t: &Transport) -> TransportInfo {
         pos_beats: t.pos_beats(),
         time_sig: t.time_sig_numerator.zip(t.time_sig_denominator),
         bar_start_beats: t.bar_start_pos_beats(),
+        loop_range: t.loop_range_beats(),
     }
 }
 
@@ -184,10 +185,16 @@ impl Plugin for Continuo {
             .lock()
             .ok()
             .and_then(|s| s.last_phrase.clone());
-        if let Some(idea) = restored {
+        if let Some(saved) = restored {
+            let (idea, dropped) = saved.validated();
             self.engine
                 .restore_phrase(&idea.notes, idea.bars as f64 * idea.beats_per_bar);
             let mut view = self.shared.view();
+            if dropped > 0 {
+                view.last_error = Some(format!(
+                    "the saved session held {dropped} notes MIDI cannot play; they were left out"
+                ));
+            }
             if view.history.iter().all(|i| i.id != idea.id) {
                 view.history.push_front(idea);
             }
@@ -209,6 +216,7 @@ impl Plugin for Continuo {
         _aux: &mut AuxiliaryBuffers,
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
+        flush_subnormals(buffer);
         let Some(ends) = &self.ends else {
             return ProcessStatus::Normal;
         };
@@ -277,6 +285,18 @@ impl Plugin for Continuo {
             let _ = context.try_send_event(event);
         }
         ProcessStatus::Normal
+    }
+}
+
+/// The stereo pass-through hands the host's input back as output; subnormal samples in it
+/// are flushed to zero (they cost some hosts' DSP dearly, and validators refuse them).
+fn flush_subnormals(buffer: &mut Buffer) {
+    for channel in buffer.as_slice() {
+        for sample in channel.iter_mut() {
+            if sample.is_subnormal() {
+                *sample = 0.0;
+            }
+        }
     }
 }
 

@@ -40,6 +40,47 @@ pub struct Idea {
     pub key: Option<String>,
 }
 
+/// Longest idea taken from a saved state (bars).
+pub const MAX_IDEA_BARS: u32 = 64;
+
+impl Idea {
+    /// This idea with what a saved (or edited) state may hold and MIDI cannot play taken out:
+    /// notes with a pitch or velocity out of range or a time that is not a number are dropped,
+    /// the rest sorted by onset; bar length and count are clamped. Returns it and the count of
+    /// notes dropped.
+    pub fn validated(&self) -> (Idea, usize) {
+        let keep = |n: &Note| {
+            n.pitch <= 127
+                && (1..=127).contains(&n.velocity)
+                && n.start.is_finite()
+                && n.start >= 0.0
+                && n.duration.is_finite()
+                && n.duration > 0.0
+        };
+        let clean = |notes: &[Note]| -> Vec<Note> {
+            let mut kept: Vec<Note> = notes.iter().copied().filter(keep).collect();
+            kept.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.pitch.cmp(&b.pitch)));
+            kept
+        };
+        let notes = clean(&self.notes);
+        let primer = clean(&self.primer);
+        let dropped = self.notes.len() - notes.len() + self.primer.len() - primer.len();
+        let beats_per_bar = if self.beats_per_bar.is_finite() {
+            self.beats_per_bar.clamp(0.5, 16.0)
+        } else {
+            4.0
+        };
+        let idea = Idea {
+            notes,
+            primer,
+            beats_per_bar,
+            bars: self.bars.clamp(1, MAX_IDEA_BARS),
+            ..self.clone()
+        };
+        (idea, dropped)
+    }
+}
+
 /// The model's state, in words for the editor.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModelStatus {
@@ -87,6 +128,10 @@ pub struct Shared {
     pub playhead: AtomicF64,
     pub host_beat: AtomicF64,
     pub tempo: AtomicF64,
+    /// Note-ons the audio thread dropped because a block held too many events.
+    pub dropped_notes: AtomicU64,
+    /// Phrase notes refused as invalid (a restored or edited state).
+    pub invalid_notes: AtomicU64,
     pub view: Mutex<WorkerView>,
 }
 
@@ -105,5 +150,41 @@ impl Shared {
     /// The view, even if a panicking thread poisoned the lock.
     pub fn view(&self) -> std::sync::MutexGuard<'_, WorkerView> {
         self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(start: f64, pitch: u8, velocity: u8) -> Note {
+        Note {
+            start,
+            duration: 0.5,
+            pitch,
+            velocity,
+        }
+    }
+
+    #[test]
+    fn a_saved_idea_is_cleaned_before_it_plays() {
+        let saved = Idea {
+            id: 1,
+            seed: 0,
+            primer: vec![note(f64::NAN, 60, 90)],
+            notes: vec![
+                note(2.0, 64, 90),
+                note(1.0, 200, 90),
+                note(0.0, 60, 0),
+                note(0.5, 62, 80),
+            ],
+            beats_per_bar: 0.0,
+            bars: 0,
+            key: None,
+        };
+        let (idea, dropped) = saved.validated();
+        assert_eq!(dropped, 3);
+        assert_eq!(idea.notes, vec![note(0.5, 62, 80), note(2.0, 64, 90)]);
+        assert_eq!((idea.beats_per_bar, idea.bars), (0.5, 1));
     }
 }

@@ -272,6 +272,7 @@ impl WorkerState {
             key_prefix: KeyPrefix::Detect,
             texture: p.settings.texture,
             rhythm: p.settings.rhythm,
+            steer_texture: true,
             beats_per_bar: p.beats_per_bar,
             start_on_downbeat: true,
             copy_guard: loaded.copy_guard.clone(),
@@ -324,6 +325,7 @@ impl WorkerState {
     }
 
     fn recall(&mut self, idea: Idea) {
+        let (idea, _) = idea.validated();
         let id = self.shared.new_id();
         let length_beats = idea.bars as f64 * idea.beats_per_bar;
         let mut chunk = PhraseChunk::new(id, length_beats);

@@ -1,15 +1,15 @@
 //! The shipped model answers in kind (fixed seeds, the development primers in
 //! `examples/dev-primers/`, written by `scripts/dev_primers.py`): a bass line with a bass
+//! line, block chords with block chords; Polyphony 1 + Register low turns chords into a bass
 //! line; "Rhythm: Like primer" keeps the primer's onset positions; a model of the previous
-//! vocabulary is refused. (Chords answered with chords, and Polyphony 1 + Register low turning
-//! chords into a bass line, are not met by this model yet: see the model card.)
+//! vocabulary is refused.
 
 use candle_core::Device;
 use continuo::midi_file::read_midi;
 use continuo::model::files::read_card;
 use continuo::model::sampler::{Rhythm, DEFAULT_CANDIDATES};
 use continuo::model::{generate, load_model, GenerateOptions, LoadedModel};
-use continuo::music::texture::onset_tick;
+use continuo::music::texture::{onset_tick, TextureRequest, Told};
 use continuo::music::{Note, Phrase};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -84,6 +84,43 @@ fn a_bass_line_is_answered_below_c3_one_note_at_a_time() {
             "{name}: {single:.2} of onsets are single notes"
         );
         assert!(median(&all) < 48.0, "{name}: median pitch {}", median(&all));
+    }
+}
+
+#[test]
+fn block_chords_are_answered_with_block_chords() {
+    let m = shipped();
+    for name in [
+        "chords--pop-I-V-vi-IV",
+        "chords--gospel-Eb",
+        "chords--ballad-waltz-G-3-4",
+    ] {
+        let all = continuations(&m, &primer(name), GenerateOptions::default());
+        let sizes = onset_sizes(&all);
+        assert!(!sizes.is_empty(), "{name}: no notes");
+        let mean = sizes.iter().sum::<usize>() as f64 / sizes.len() as f64;
+        assert!(mean >= 2.5, "{name}: {mean:.2} notes per onset");
+    }
+}
+
+#[test]
+fn polyphony_1_and_register_low_turn_chords_into_a_bass_line() {
+    let m = shipped();
+    let opts = GenerateOptions {
+        texture: TextureRequest {
+            polyphony: Told::Bin(0),
+            register: Told::Bin(0),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    for name in ["chords--pop-I-V-vi-IV", "chords--neo-soul-Dm9"] {
+        let all = continuations(&m, &primer(name), opts.clone());
+        let sizes = onset_sizes(&all);
+        assert!(!sizes.is_empty(), "{name}: no notes");
+        assert!(sizes.iter().all(|&s| s == 1), "{name}: chords in {sizes:?}");
+        let highest = all.concat().iter().map(|n| n.pitch).max().unwrap();
+        assert!(highest < 48, "{name}: a note at {highest}, not below C3");
     }
 }
 

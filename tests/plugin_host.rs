@@ -325,3 +325,160 @@ fn saved_state_restores_parameters_seed_and_last_phrase_in_a_fresh_instance() {
         "no notes in the restored phrase: {phrase}"
     );
 }
+
+/// Samples per beat at 120 BPM.
+fn beats_to_samples(beats: f64, rate: f64) -> f64 {
+    beats * 60.0 / 120.0 * rate
+}
+
+#[test]
+fn an_unsplit_loop_end_replays_the_phrase_and_nothing_sounds_past_it() {
+    // 441-sample blocks at 48 kHz: the loop end (beat 16) falls inside a block, which the
+    // host reports unsplit, as Ardour does.
+    let mut s = Session::new(RATE, 441);
+    s.set_param("Length", PHRASE_BARS, 1.0);
+    s.triad_then_phrase();
+    s.loop_range = Some((8.0, 16.0));
+    let phrase_start = s.out.len();
+    let passes = 3.0;
+    let blocks = (beats_to_samples(8.0 * passes, RATE) / 441.0).ceil() as usize;
+    let mut wraps = Vec::new();
+    for _ in 0..blocks {
+        let before = s.beat;
+        s.process_block();
+        if s.beat < before {
+            // The loop end's sample in the block just processed.
+            let k = ((16.0 - before) / (2.0 / RATE)).round() as u64;
+            wraps.push(s.sample - 441 + k);
+        }
+    }
+    assert!(wraps.len() >= 2, "the loop did not wrap: {wraps:?}");
+    let played = &s.out[phrase_start..];
+    // Every pass starts with the phrase's first onset, at the loop start.
+    let first_onset: Vec<&Out> = played
+        .iter()
+        .filter(|o| o.on && (o.beat - 8.0).abs() < 1e-6)
+        .collect();
+    assert!(
+        first_onset.len() >= wraps.len(),
+        "{} onsets at the loop start over {} passes",
+        first_onset.len(),
+        wraps.len()
+    );
+    for &w in &wraps {
+        assert!(
+            played.iter().any(|o| o.on && o.sample == w),
+            "the loop start at sample {w} played nothing"
+        );
+        // Nothing started before the loop end sounds past it.
+        let mut sounding = std::collections::BTreeSet::new();
+        for o in played
+            .iter()
+            .filter(|o| o.sample < w || (o.sample == w && !o.on))
+        {
+            if o.on {
+                sounding.insert(o.key);
+            } else {
+                sounding.remove(&o.key);
+            }
+        }
+        assert!(
+            sounding.is_empty(),
+            "keys {sounding:?} sound past the loop end at {w}"
+        );
+        assert!(
+            played.iter().all(|o| o.beat < 16.0),
+            "an event past the loop end"
+        );
+    }
+    s.loop_range = None;
+    s.playing = false;
+    s.process_block();
+    assert_eq!(unbalanced(&s.out), vec![]);
+}
+
+#[test]
+fn keys_held_across_the_loop_end_stay_one_note_in_the_primer() {
+    let mut s = Session::new(RATE, 441);
+    s.loop_range = Some((0.0, 4.0));
+    s.run_until(3.0);
+    for k in [60, 64, 67] {
+        s.note(0, true, k, 100);
+    }
+    // Hold across the loop end, release at beat 1 of the next pass.
+    let mut wrapped = false;
+    while !(wrapped && s.beat >= 1.0) {
+        let before = s.beat;
+        s.process_block();
+        wrapped |= s.beat < before;
+    }
+    for k in [60, 64, 67] {
+        s.note(0, false, k, 0);
+    }
+    s.process_block();
+    s.loop_range = None;
+    s.run_until(3.0);
+    s.wait_for_phrase(0);
+    let state = host::state_json(&s.save_state());
+    let session: serde_json::Value =
+        serde_json::from_str(state["fields"]["session"].as_str().unwrap()).unwrap();
+    let primer = session["last_primer"].as_array().expect("a primer").clone();
+    assert_eq!(primer.len(), 3, "{primer:?}");
+    for n in primer {
+        let d = n["duration"].as_f64().unwrap();
+        assert!((d - 2.0).abs() < 0.05, "a held key became {d} beats: {n}");
+    }
+}
+
+#[test]
+fn a_one_block_stop_on_relocation_keeps_the_phrase() {
+    let mut s = Session::new(RATE, BLOCK);
+    s.set_param("Length", PHRASE_BARS, 1.0);
+    s.triad_then_phrase();
+    s.run_until(6.0);
+    // Ardour locates through one stopped block when a loop is engaged or the timeline clicked.
+    s.playing = false;
+    s.process_block();
+    s.playing = true;
+    s.beat = 6.0;
+    s.run_until(10.0);
+    assert!(
+        s.out.iter().any(|o| o.on && (o.beat - 8.0).abs() < 1e-6),
+        "the phrase did not play after the relocation"
+    );
+}
+
+#[test]
+fn a_bar_start_that_ignores_three_four_is_not_trusted() {
+    let mut s = Session::new(RATE, BLOCK);
+    s.meter = (3, 4);
+    s.ardour_bars = true;
+    s.set_param("Length", PHRASE_BARS, 1.0);
+    s.play_triad_for_a_bar(); // beats 0–4
+    s.run_until(5.5);
+    s.wait_for_phrase(0);
+    s.run_until(10.0);
+    let first = s
+        .out
+        .iter()
+        .filter(|o| o.on && o.beat > 4.5)
+        .map(|o| o.beat)
+        .next()
+        .expect("no phrase");
+    // Bars of 3 beats: the answer starts on beat 6 (bar 3), not on Ardour's "bar" at 4 + 3.
+    assert!(
+        (first - 6.0).abs() < 1e-6,
+        "the phrase starts at beat {first}"
+    );
+}
+
+#[test]
+fn subnormal_input_samples_leave_as_zeros() {
+    let mut s = Session::new(RATE, BLOCK);
+    s.input_sample = f32::MIN_POSITIVE / 4.0;
+    assert!(s.input_sample.is_subnormal());
+    for _ in 0..8 {
+        s.process_block();
+    }
+    assert_eq!(s.subnormal_outputs, 0);
+}

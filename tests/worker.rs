@@ -2,7 +2,7 @@
 
 mod common;
 
-use continuo::audio::messages::{GenerationSettings, KeyLock, PhraseChunk, PrimerSnapshot};
+use continuo::audio::messages::{GenerationSettings, PhraseChunk, PrimerSnapshot};
 use continuo::music::Note;
 use continuo::shared::Shared;
 use continuo::worker::{command_channel, Hooks, ModelSource, Worker};
@@ -13,15 +13,8 @@ use std::time::{Duration, Instant};
 fn primer(shared: &Shared, bars: u32) -> PrimerSnapshot {
     let settings = GenerationSettings {
         bars,
-        temperature: 1.0,
-        top_p: 1.0,
         seed: 5,
-        key_lock: KeyLock::Off,
-        low: 0,
-        high: 127,
-        texture: Default::default(),
-        rhythm: Default::default(),
-        candidates: 1,
+        ..Default::default()
     };
     let mut p = PrimerSnapshot::empty(settings);
     for (i, pitch) in [60, 64, 67].into_iter().enumerate() {

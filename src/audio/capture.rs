@@ -87,16 +87,18 @@ impl Capture {
         now - self.last_activity
     }
 
-    /// Time moved discontinuously (a jump or stop): held notes end now, so the take stays
-    /// usable, and silence is counted from here.
-    pub fn rebase(&mut self, now: f64) {
-        for n in self.notes[..self.len].iter_mut() {
-            if n.end.is_none() {
-                n.end = Some(now.max(n.start));
-            }
+    /// Time moved discontinuously by `beats` (a jump, a loop back, the transport starting):
+    /// the take moves with it, so held keys stay held and the notes played before the jump
+    /// keep their place before the notes played after it.
+    pub fn shift(&mut self, beats: f64) {
+        if beats == 0.0 || !beats.is_finite() {
+            return;
         }
-        self.held = 0;
-        self.last_activity = now;
+        for n in self.notes[..self.len].iter_mut() {
+            n.start += beats;
+            n.end = n.end.map(|e| e + beats);
+        }
+        self.last_activity += beats;
     }
 
     /// Writes the take into `out` as a primer (bar-aligned: time 0 is the bar line at or before
@@ -150,21 +152,10 @@ impl Capture {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::messages::{GenerationSettings, KeyLock};
+    use crate::audio::messages::GenerationSettings;
 
     fn settings() -> GenerationSettings {
-        GenerationSettings {
-            bars: 2,
-            temperature: 1.0,
-            top_p: 1.0,
-            seed: 0,
-            key_lock: KeyLock::Off,
-            low: 0,
-            high: 127,
-            texture: Default::default(),
-            rhythm: Default::default(),
-            candidates: 1,
-        }
+        GenerationSettings::default()
     }
 
     #[test]

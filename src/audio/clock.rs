@@ -9,6 +9,8 @@ pub struct TransportInfo {
     pub pos_beats: Option<f64>,
     pub time_sig: Option<(i32, i32)>,
     pub bar_start_beats: Option<f64>,
+    /// The host's loop range (start, end) in beats, when a loop is on.
+    pub loop_range: Option<(f64, f64)>,
 }
 
 /// One block's place in musical time.
@@ -26,29 +28,82 @@ pub struct BlockTime {
     pub discontinuity: bool,
     /// Beats follow the host's transport (false: free-running on our own clock).
     pub host_driven: bool,
+    /// Where time moved by at the block's start (a jump, a loop back): the new position minus
+    /// the expected one; 0 without a discontinuity.
+    pub jump_beats: f64,
+    /// The block crosses the host's loop end and the host did not split it: from this sample
+    /// on, time continues from the loop start.
+    pub wrap: Option<Wrap>,
+    /// First sample of this span within the host's block (non-zero for a wrap's tail).
+    pub first_offset: u32,
+}
+
+/// A loop end inside a block.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Wrap {
+    /// The sample where the loop start begins.
+    pub offset: u32,
+    /// Beat of the loop end (where time leaves) and of the loop start (where it resumes).
+    pub from_beat: f64,
+    pub to_beat: f64,
 }
 
 impl BlockTime {
+    /// Beat just after the block's last sample (after a wrap: in the loop).
     pub fn end_beat(&self) -> f64 {
-        self.start_beat + self.samples as f64 * self.beats_per_sample
+        match self.wrap {
+            Some(w) => w.to_beat + (self.samples as u32 - w.offset) as f64 * self.beats_per_sample,
+            None => self.start_beat + self.samples as f64 * self.beats_per_sample,
+        }
     }
 
-    /// The beats whose nearest sample lies in this block: `[start, end)` shifted back by half
+    /// The spans of linear time in this block: all of it, or the part up to the loop end and
+    /// the part from the loop start.
+    pub fn spans(&self) -> (BlockTime, Option<BlockTime>) {
+        let Some(w) = self.wrap else {
+            return (*self, None);
+        };
+        let head = BlockTime {
+            samples: w.offset as usize,
+            wrap: None,
+            ..*self
+        };
+        let tail = BlockTime {
+            start_beat: w.to_beat,
+            samples: self.samples - w.offset as usize,
+            first_offset: self.first_offset + w.offset,
+            wrap: None,
+            discontinuity: false,
+            jump_beats: 0.0,
+            ..*self
+        };
+        (head, Some(tail))
+    }
+
+    /// The beats whose nearest sample lies in this span: `[start, end)` shifted back by half
     /// a sample, so that an event on a block boundary is emitted exactly once, on its sample.
     pub fn window(&self) -> (f64, f64) {
         let half = 0.5 * self.beats_per_sample;
         (self.start_beat - half, self.end_beat() - half)
     }
 
-    /// Sample offset inside this block of a beat in `[start_beat, end_beat)`.
+    /// Sample offset inside the host's block of a beat of this span.
     pub fn offset_of(&self, beat: f64) -> u32 {
         let offset = ((beat - self.start_beat) / self.beats_per_sample).round();
-        offset.clamp(0.0, self.samples.saturating_sub(1) as f64) as u32
+        self.first_offset + offset.clamp(0.0, self.samples.saturating_sub(1) as f64) as u32
     }
 
-    /// Beat of a sample offset inside this block.
+    /// Beat of a sample offset inside the host's block.
     pub fn beat_at(&self, offset: u32) -> f64 {
-        self.start_beat + offset as f64 * self.beats_per_sample
+        match self.wrap {
+            Some(w) if offset >= w.offset => {
+                w.to_beat + (offset - w.offset) as f64 * self.beats_per_sample
+            }
+            _ => {
+                self.start_beat
+                    + offset.saturating_sub(self.first_offset) as f64 * self.beats_per_sample
+            }
+        }
     }
 
     /// The first grid line (every `grid` beats, aligned to bars) at or after `beat`.
@@ -59,8 +114,18 @@ impl BlockTime {
 }
 
 pub const DEFAULT_TEMPO: f64 = 120.0;
+/// Host tempos outside this range are not believed (the last good one is kept).
+pub const TEMPO_RANGE: (f64, f64) = (10.0, 999.0);
 /// Position differences below this are rounding, not a jump.
 const JUMP_TOLERANCE_BEATS: f64 = 1e-3;
+/// A host position this close to where the last block ended is the same place, rounded
+/// (Ardour rounds to 1/1920 beat): the expected, sample-exact position is kept, so notes
+/// land on the grid. Between this and the jump tolerance the clock follows the host quietly.
+const ROUNDING_BEATS: f64 = 3e-4;
+/// Shorter host loop ranges are ignored (a broken transport).
+const MIN_LOOP_BEATS: f64 = 1.0 / 16.0;
+/// Bar positions within this of each other are the same.
+const BAR_TOLERANCE_BEATS: f64 = 1e-3;
 
 /// Follows the host transport, or free-runs at the last known tempo when there is none or it
 /// is stopped, so that a musician can play with the transport stopped.
@@ -71,6 +136,8 @@ pub struct Clock {
     tempo: f64,
     beats_per_bar: f64,
     bar_origin: f64,
+    /// The last bar start the host reported.
+    last_host_bar: Option<f64>,
     host_driven: bool,
 }
 
@@ -88,35 +155,67 @@ impl Clock {
             tempo: DEFAULT_TEMPO,
             beats_per_bar: 4.0,
             bar_origin: 0.0,
+            last_host_bar: None,
             host_driven: false,
         }
     }
 
     /// The span of the next block of `samples` at `sample_rate`.
     pub fn advance(&mut self, t: &TransportInfo, samples: usize, sample_rate: f64) -> BlockTime {
-        if let Some(tempo) = t.tempo.filter(|t| t.is_finite() && *t > 1.0) {
+        let (lo, hi) = TEMPO_RANGE;
+        if let Some(tempo) = t.tempo.filter(|t| t.is_finite() && (lo..=hi).contains(t)) {
             self.tempo = tempo;
         }
-        if let Some((num, den)) = t.time_sig.filter(|&(n, d)| n > 0 && d > 0) {
-            self.beats_per_bar = num as f64 * 4.0 / den as f64;
+        let meter = t
+            .time_sig
+            .filter(|&(n, d)| (1..=32).contains(&n) && [1, 2, 4, 8, 16, 32].contains(&d))
+            .map(|(num, den)| num as f64 * 4.0 / den as f64);
+        if let Some(bpb) = meter {
+            self.beats_per_bar = bpb;
         }
+        let sample_rate = if sample_rate.is_finite() && sample_rate >= 1000.0 {
+            sample_rate
+        } else {
+            48_000.0
+        };
         let beats_per_sample = self.tempo / 60.0 / sample_rate;
-        let host_pos = t.pos_beats.filter(|p| t.playing && p.is_finite());
+        let host_pos = t
+            .pos_beats
+            .filter(|p| t.playing && p.is_finite() && p.abs() < 1e9);
         let host_driven = host_pos.is_some();
-        let start_beat = host_pos.unwrap_or(self.free_beat);
+        let mut start_beat = host_pos.unwrap_or(self.free_beat);
+        let drift = match (host_driven && self.host_driven, self.expected_start) {
+            (true, Some(e)) => Some(start_beat - e),
+            _ => None,
+        };
+        if let (Some(d), Some(e)) = (drift, self.expected_start) {
+            if d.abs() <= ROUNDING_BEATS {
+                start_beat = e;
+            }
+        }
         let discontinuity = host_driven != self.host_driven
-            || match (host_driven, self.expected_start) {
-                (true, Some(e)) => (start_beat - e).abs() > JUMP_TOLERANCE_BEATS,
-                _ => false,
-            };
+            || drift.is_some_and(|d| d.abs() > JUMP_TOLERANCE_BEATS);
+        let jump_beats = match self.expected_start {
+            Some(e) if discontinuity => start_beat - e,
+            _ => 0.0,
+        };
         if host_driven {
-            self.bar_origin = t.bar_start_beats.filter(|b| b.is_finite()).unwrap_or(0.0);
+            self.follow_bar(t.bar_start_beats, start_beat);
         }
         self.host_driven = host_driven;
-        let end = start_beat + samples as f64 * beats_per_sample;
-        self.expected_start = Some(end);
-        self.free_beat = end;
-        BlockTime {
+        let linear_end = start_beat + samples as f64 * beats_per_sample;
+        let wrap = t
+            .loop_range
+            .filter(|_| host_driven)
+            .filter(|&(ls, le)| ls.is_finite() && le.is_finite() && le - ls >= MIN_LOOP_BEATS)
+            .filter(|&(_, le)| start_beat < le && le < linear_end)
+            .map(|(ls, le)| Wrap {
+                offset: (((le - start_beat) / beats_per_sample).round() as u32)
+                    .clamp(1, samples.saturating_sub(1).max(1) as u32),
+                from_beat: le,
+                to_beat: ls,
+            });
+        let bt = BlockTime {
             start_beat,
             beats_per_sample,
             samples,
@@ -125,6 +224,41 @@ impl Clock {
             bar_origin: self.bar_origin,
             discontinuity,
             host_driven,
+            jump_beats,
+            wrap,
+            first_offset: 0,
+        };
+        let end = bt.end_beat();
+        self.expected_start = Some(end);
+        self.free_beat = end;
+        bt
+    }
+
+    /// Takes the host's bar start if it agrees with the position and the meter: the position
+    /// lies inside the bar it names, and the bar is a whole number of bars from the origin
+    /// believed so far (beat 0 at first), or the host's bar starts have just advanced by
+    /// exactly one bar of this meter (a meter change in a host that counts bars right). Some
+    /// hosts (Ardour 7.3) report bar starts as bar number × 4 quarters whatever the meter;
+    /// those never agree, and the origin the meter gives stays.
+    fn follow_bar(&mut self, host_bar: Option<f64>, pos: f64) {
+        let bpb = self.beats_per_bar;
+        let Some(bar) = host_bar.filter(|b| b.is_finite() && b.abs() < 1e9) else {
+            return;
+        };
+        let inside = pos - bar >= -BAR_TOLERANCE_BEATS && pos - bar < bpb + BAR_TOLERANCE_BEATS;
+        let bars_from_origin = (bar - self.bar_origin) / bpb;
+        let whole = (bars_from_origin - bars_from_origin.round()).abs() * bpb < BAR_TOLERANCE_BEATS;
+        let one_bar_on = self
+            .last_host_bar
+            .is_some_and(|last| (bar - last - bpb).abs() < BAR_TOLERANCE_BEATS);
+        if self
+            .last_host_bar
+            .is_none_or(|last| (bar - last).abs() >= BAR_TOLERANCE_BEATS)
+        {
+            self.last_host_bar = Some(bar);
+        }
+        if inside && (whole || one_bar_on) {
+            self.bar_origin = bar;
         }
     }
 }
@@ -140,6 +274,7 @@ mod tests {
             pos_beats: Some(pos),
             time_sig: Some((4, 4)),
             bar_start_beats: Some((pos / 4.0).floor() * 4.0),
+            loop_range: None,
         }
     }
 
@@ -187,5 +322,103 @@ mod tests {
         assert_eq!(b.next_line(7.5, 4.0), 8.0);
         assert_eq!(b.next_line(8.0, 4.0), 8.0);
         assert_eq!(b.next_line(8.01, 1.0), 9.0);
+    }
+
+    #[test]
+    fn a_bar_start_that_ignores_a_three_four_meter_is_not_believed() {
+        // Ardour 7.3 in 3/4: bar n is reported to start at 4 × (n − 1) quarters.
+        let mut c = Clock::new();
+        for pos in [4.5, 5.0, 6.5, 9.5] {
+            let t = TransportInfo {
+                playing: true,
+                tempo: Some(90.0),
+                pos_beats: Some(pos),
+                time_sig: Some((3, 4)),
+                bar_start_beats: Some(4.0 * (pos / 3.0).floor()),
+                loop_range: None,
+            };
+            let b = c.advance(&t, 64, 48_000.0);
+            assert_eq!(
+                b.bar_origin.rem_euclid(3.0),
+                0.0,
+                "at {pos}: {}",
+                b.bar_origin
+            );
+            assert_eq!(b.next_line(pos, 3.0), 3.0 * (pos / 3.0).ceil());
+        }
+    }
+
+    #[test]
+    fn a_meter_change_counted_right_by_the_host_is_followed() {
+        // 4/4 for two bars, then 3/4 from beat 8: bars at 8, 11, 14.
+        let mut c = Clock::new();
+        let mut origin = 0.0;
+        for (pos, bar) in [(8.5, 8.0), (11.5, 11.0), (14.5, 14.0)] {
+            let t = TransportInfo {
+                playing: true,
+                tempo: Some(120.0),
+                pos_beats: Some(pos),
+                time_sig: Some((3, 4)),
+                bar_start_beats: Some(bar),
+                loop_range: None,
+            };
+            origin = c.advance(&t, 64, 48_000.0).bar_origin;
+        }
+        assert_eq!(origin, 14.0);
+    }
+
+    #[test]
+    fn positions_rounded_by_the_host_keep_the_sample_exact_grid() {
+        let mut c = Clock::new();
+        let sr = 48_000.0;
+        let mut sample = 0u64;
+        for _ in 0..200 {
+            let exact = sample as f64 * 2.0 / sr;
+            let rounded = (exact * 1920.0).round() / 1920.0;
+            let b = c.advance(&playing(rounded, 120.0), 512, sr);
+            if sample > 0 {
+                assert!(!b.discontinuity);
+                assert!(
+                    (b.start_beat - exact).abs() < 1e-9,
+                    "{} vs {exact}",
+                    b.start_beat
+                );
+            }
+            sample += 512;
+        }
+    }
+
+    #[test]
+    fn impossible_tempos_and_sample_rates_are_not_believed() {
+        let mut c = Clock::new();
+        c.advance(&playing(0.0, 100.0), 64, 48_000.0);
+        let b = c.advance(&playing(1.0, 1e7), 64, 48_000.0);
+        assert_eq!(b.tempo, 100.0);
+        let b = c.advance(&playing(1.0, f64::NAN), 64, 0.0);
+        assert!(b.beats_per_sample.is_finite() && b.beats_per_sample > 0.0);
+    }
+
+    #[test]
+    fn a_block_across_the_loop_end_wraps_and_the_next_one_is_no_jump() {
+        let mut c = Clock::new();
+        let sr = 48_000.0;
+        let looped = |pos: f64| TransportInfo {
+            loop_range: Some((0.0, 4.0)),
+            ..playing(pos, 120.0)
+        };
+        // 512 samples = 0.021333 beats; start 100 samples before the loop end.
+        let start = 4.0 - 100.0 * 2.0 / sr;
+        c.advance(&looped(start - 512.0 * 2.0 / sr), 512, sr);
+        let b = c.advance(&looped(start), 512, sr);
+        let w = b.wrap.expect("the block crosses the loop end");
+        assert_eq!(w.offset, 100);
+        assert_eq!(b.beat_at(100), 0.0);
+        assert!((b.end_beat() - 412.0 * 2.0 / sr).abs() < 1e-12);
+        let (head, tail) = b.spans();
+        assert_eq!((head.samples, tail.unwrap().samples), (100, 412));
+        assert_eq!(tail.unwrap().offset_of(0.0), 100);
+        // Ardour shows the jump in the next block: where the wrap already put us.
+        let next = c.advance(&looped(b.end_beat()), 512, sr);
+        assert!(!next.discontinuity && next.wrap.is_none());
     }
 }

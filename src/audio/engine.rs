@@ -6,12 +6,17 @@ use super::clock::{BlockTime, Clock, TransportInfo};
 use super::messages::{GenerationSettings, PhraseChunk, PrimerSnapshot};
 use super::playback::{BlockEvents, NoteEmit, Playback};
 use super::trigger::{Trigger, TriggerMode};
+use super::voices::OutputVoices;
 use crate::shared::Shared;
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::Ordering;
 
 /// A phrase starts at least this far after its trigger, so the worker has a moment.
 const START_MARGIN_BEATS: f64 = 0.125;
+/// A transport stop that lasts at most this many blocks and is followed by play is a
+/// relocation (Ardour locates through a stopped block when a loop is engaged or the timeline
+/// clicked): the phrase stays on the timeline.
+const STOP_GRACE_BLOCKS: u32 = 2;
 
 /// Parameter values for one block (read from atomics by the caller).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,6 +32,25 @@ pub struct EngineSettings {
     /// 0-based MIDI channel.
     pub channel: u8,
     pub generation: GenerationSettings,
+}
+
+impl Default for EngineSettings {
+    /// Neutral settings (the plugin reads its parameters instead): *Auto* after a beat of
+    /// silence, pass-through on, bar-quantized, not looping, channel 1.
+    fn default() -> Self {
+        Self {
+            bypass: false,
+            trigger: TriggerMode::Auto,
+            silence_beats: 1.0,
+            trigger_note: 36,
+            generate_on: false,
+            pass_through: true,
+            quantize_to_bar: true,
+            looping: false,
+            channel: 0,
+            generation: GenerationSettings::default(),
+        }
+    }
 }
 
 /// An incoming note event.
@@ -45,6 +69,7 @@ pub struct Engine {
     playback: Playback,
     trigger: Trigger,
     events: BlockEvents,
+    voices: OutputVoices,
     /// The last primer sent, kept to generate again without new input.
     primer: PrimerSnapshot,
     /// (id, host beat) of the phrase requested by this thread and not yet begun.
@@ -52,6 +77,10 @@ pub struct Engine {
     last_channel: u8,
     release_on_next_block: bool,
     block: Option<BlockTime>,
+    /// Blocks since the transport stopped, while a stop may still be a relocation.
+    stopped_blocks: u32,
+    /// The take has moved to the loop start in this block.
+    capture_wrapped: bool,
     key_trigger_at: Option<f64>,
 }
 
@@ -63,11 +92,14 @@ impl Engine {
             playback: Playback::new(),
             trigger: Trigger::default(),
             events: BlockEvents::new(),
+            voices: OutputVoices::new(),
             primer: PrimerSnapshot::empty(settings),
             pending: None,
             last_channel: 0,
             release_on_next_block: false,
             block: None,
+            stopped_blocks: 0,
+            capture_wrapped: false,
             key_trigger_at: None,
         }
     }
@@ -106,16 +138,35 @@ impl Engine {
         if self.release_on_next_block {
             self.release_on_next_block = false;
             self.playback.release_all(0, &mut self.events);
+            self.voices.release_all(&mut self.events);
         }
+        self.capture_wrapped = false;
         if bt.discontinuity {
-            self.capture.rebase(bt.start_beat);
-            if self.block.is_some_and(|b| b.host_driven != bt.host_driven) {
-                // Transport started or stopped: the phrase's anchor no longer means anything.
-                self.playback.stop(0, &mut self.events);
-                self.pending = None;
-            } else {
-                // Jump or loop: the phrase stays on the timeline; what sounded is released.
-                self.playback.release_all(0, &mut self.events);
+            // Held keys stay held and the take stays whole: it moves with the timeline.
+            self.capture.shift(bt.jump_beats);
+            let was_driven = self.block.map(|b| b.host_driven);
+            self.playback.release_all(0, &mut self.events);
+            match (was_driven, bt.host_driven) {
+                (Some(true), false) => {
+                    // Stopped, or a relocation that passes through a stopped block or two:
+                    // wait before dropping the phrase.
+                    self.stopped_blocks = 1;
+                }
+                (Some(false), true) if self.stopped_blocks > 0 => {
+                    // Playing again after a moment: a relocation, the phrase stays.
+                    self.stopped_blocks = 0;
+                }
+                (Some(a), b) if a != b => {
+                    // Transport started or stopped for good: the phrase's anchor no longer
+                    // means anything.
+                    self.drop_phrase();
+                }
+                _ => {}
+            }
+        } else if self.stopped_blocks > 0 {
+            self.stopped_blocks += 1;
+            if self.stopped_blocks > STOP_GRACE_BLOCKS {
+                self.drop_phrase();
             }
         }
         if s.channel != self.last_channel || s.bypass {
@@ -126,21 +177,45 @@ impl Engine {
         bt
     }
 
+    fn drop_phrase(&mut self) {
+        self.playback.stop(0, &mut self.events);
+        self.pending = None;
+        self.stopped_blocks = 0;
+    }
+
+    /// Moves the take to the loop start once the block has wrapped past the loop end.
+    fn wrap_capture(&mut self, bt: &BlockTime, offset: u32) {
+        if let Some(w) = bt.wrap {
+            if offset >= w.offset && !self.capture_wrapped {
+                self.capture.shift(w.to_beat - w.from_beat);
+                self.capture_wrapped = true;
+            }
+        }
+    }
+
     /// One incoming note: captured, passed through, or taken as the trigger key.
     pub fn input(&mut self, n: InputNote, s: &EngineSettings) {
         let Some(bt) = self.block else { return };
+        let event = NoteEmit {
+            offset: n.offset,
+            channel: n.channel & 15,
+            pitch: n.pitch & 127,
+            velocity: n.velocity.min(127),
+            on: n.on,
+        };
+        // A note-off always goes to the output ledger, which sends it only if that key was
+        // passed through: turning pass-through off, or making a held key the trigger key,
+        // must not leave a key on downstream.
+        let pass = s.bypass || (s.pass_through && !self.is_trigger_key(n, s)) || !n.on;
+        if pass {
+            self.events.push_input(event);
+        }
         if s.bypass {
-            self.events.push(NoteEmit {
-                offset: n.offset,
-                channel: n.channel,
-                pitch: n.pitch,
-                velocity: n.velocity,
-                on: n.on,
-            });
             return;
         }
+        self.wrap_capture(&bt, n.offset);
         let beat = bt.beat_at(n.offset);
-        if s.trigger == TriggerMode::Key && n.pitch == s.trigger_note {
+        if self.is_trigger_key(n, s) {
             if n.on {
                 self.key_trigger_at = Some(beat);
             }
@@ -151,15 +226,10 @@ impl Engine {
         } else {
             self.capture.note_off(beat, n.pitch);
         }
-        if s.pass_through {
-            self.events.push(NoteEmit {
-                offset: n.offset,
-                channel: n.channel,
-                pitch: n.pitch,
-                velocity: n.velocity,
-                on: n.on,
-            });
-        }
+    }
+
+    fn is_trigger_key(&self, n: InputNote, s: &EngineSettings) -> bool {
+        s.trigger == TriggerMode::Key && n.pitch == s.trigger_note
     }
 
     /// Ends a block: takes phrase chunks, fires triggers, renders playback. Returns this
@@ -173,13 +243,17 @@ impl Engine {
     ) -> &[NoteEmit] {
         let Some(bt) = self.block else { return &[] };
         if s.bypass {
-            return self.events.sorted();
+            return self.send(shared);
         }
+        self.wrap_capture(&bt, u32::MAX);
+        let (head, tail) = bt.spans();
+        // Where the block's time ends up: after a wrap, in the loop.
+        let last = tail.unwrap_or(head);
         while let Ok(chunk) = chunks.try_recv() {
             if chunk.id > self.playback.id() {
                 let start = match self.pending {
-                    Some((id, start)) if id == chunk.id && start >= bt.start_beat => start,
-                    _ => bt.next_line(bt.start_beat + START_MARGIN_BEATS, self.grid(s, &bt)),
+                    Some((id, start)) if id == chunk.id && start >= last.start_beat => start,
+                    _ => last.next_line(last.start_beat + START_MARGIN_BEATS, self.grid(s, &bt)),
                 };
                 self.playback
                     .begin(chunk.id, start, chunk.length_beats, 0, &mut self.events);
@@ -218,12 +292,42 @@ impl Engine {
                 .take_primer(now, bt.bar_origin, bt.beats_per_bar, &mut self.primer);
         }
 
-        self.playback
-            .render(&bt, s.channel, s.looping, &mut self.events);
+        if self.stopped_blocks == 0 {
+            self.playback
+                .render(&head, s.channel, s.looping, &mut self.events);
+            if let Some(tail) = tail {
+                // Nothing sounds past the loop end; the loop start plays from its sample on.
+                self.playback
+                    .release_all(tail.first_offset, &mut self.events);
+                self.playback
+                    .render(&tail, s.channel, s.looping, &mut self.events);
+            }
+        }
         shared.playhead.store(self.playback.playhead());
         shared.host_beat.store(now);
         shared.tempo.store(bt.tempo);
-        self.events.sorted()
+        self.send(shared)
+    }
+
+    /// The block's events in time order, through the output ledger.
+    fn send(&mut self, shared: &Shared) -> &[NoteEmit] {
+        let full = self.events.dropped_ons();
+        self.voices.filter(self.events.sorted_with_sources());
+        let dropped = full + self.voices.dropped_ons();
+        if dropped > 0 {
+            shared
+                .dropped_notes
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        shared
+            .invalid_notes
+            .store(self.playback.invalid_notes() as u64, Ordering::Relaxed);
+        self.voices.events()
+    }
+
+    /// Keys sounding downstream (pass-through and phrase).
+    pub fn sounding(&self) -> usize {
+        self.voices.sounding()
     }
 
     fn grid(&self, s: &EngineSettings, bt: &BlockTime) -> f64 {
@@ -259,32 +363,15 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::messages::KeyLock;
     use crate::music::Note;
 
     fn settings() -> EngineSettings {
         EngineSettings {
-            bypass: false,
-            trigger: TriggerMode::Auto,
-            silence_beats: 1.0,
-            trigger_note: 36,
-            generate_on: false,
-            pass_through: true,
-            quantize_to_bar: true,
-            looping: false,
-            channel: 0,
             generation: GenerationSettings {
                 bars: 1,
-                temperature: 1.0,
-                top_p: 1.0,
-                seed: 0,
-                key_lock: KeyLock::Off,
-                low: 0,
-                high: 127,
-                texture: Default::default(),
-                rhythm: Default::default(),
-                candidates: 1,
+                ..Default::default()
             },
+            ..Default::default()
         }
     }
 
@@ -317,6 +404,7 @@ mod tests {
                 pos_beats: Some(self.beat),
                 time_sig: Some((4, 4)),
                 bar_start_beats: None,
+                loop_range: None,
             };
             let bt = self.engine.begin_block(&t, 480, 48_000.0, s);
             for &n in inputs {
@@ -424,5 +512,132 @@ mod tests {
             r.block(&s, &[]);
         }
         assert!(r.req.1.try_recv().is_err());
+    }
+
+    /// Downstream key state after `events`; fails on a note-on of a sounding key.
+    fn play(events: &[NoteEmit], state: &mut [[bool; 128]; 16]) {
+        for e in events {
+            let slot = &mut state[e.channel as usize][e.pitch as usize];
+            assert!(
+                !(e.on && *slot),
+                "note-on of a sounding key: {e:?} in {events:?}"
+            );
+            *slot = e.on;
+        }
+    }
+
+    #[test]
+    fn overlapping_notes_of_one_key_end_before_they_start_again() {
+        let mut r = Rig::new();
+        let n = |start: f64, duration: f64| Note {
+            start,
+            duration,
+            pitch: 64,
+            velocity: 90,
+        };
+        // Overlapping, and back to back with an end a hair after the next start.
+        let notes = [n(0.0, 1.0), n(0.5, 1.0), n(1.5, 0.5 + 1e-7), n(2.0, 0.5)];
+        r.engine.restore_phrase(&notes, 4.0);
+        r.engine.schedule_at(0.0);
+        let s = EngineSettings {
+            pass_through: false,
+            ..settings()
+        };
+        let mut state = [[false; 128]; 16];
+        let mut ons = 0;
+        for _ in 0..200 {
+            let out = r.block(&s, &[]);
+            ons += out.iter().filter(|e| e.on).count();
+            play(&out, &mut state);
+        }
+        assert_eq!(ons, 4);
+        assert!(!state[0][64], "the key was left on");
+    }
+
+    #[test]
+    fn a_zero_length_input_note_keeps_its_order() {
+        let mut r = Rig::new();
+        let s = settings();
+        let off = InputNote {
+            on: false,
+            velocity: 0,
+            ..on(60)
+        };
+        let out = r.block(&s, &[on(60), off]);
+        let mut state = [[false; 128]; 16];
+        play(&out, &mut state);
+        assert_eq!(
+            out.iter()
+                .filter(|e| e.pitch == 60)
+                .map(|e| e.on)
+                .collect::<Vec<_>>(),
+            [true, false]
+        );
+        assert!(!state[0][60], "the key was left on: {out:?}");
+    }
+
+    #[test]
+    fn a_crowded_block_drops_note_ons_but_never_a_note_off() {
+        let mut r = Rig::new();
+        let s = settings();
+        // 128 keys held, then far more input than a block holds: every key is still ended.
+        let presses: Vec<InputNote> = (0..128).map(|p| on(p as u8)).collect();
+        r.block(&s, &presses);
+        let flood: Vec<InputNote> = (0..3000)
+            .map(|i| InputNote {
+                pitch: (i % 128) as u8,
+                ..on(0)
+            })
+            .chain((0..128).map(|p| InputNote {
+                on: false,
+                velocity: 0,
+                ..on(p as u8)
+            }))
+            .collect();
+        let out = r.block(&s, &flood);
+        let mut state = [[true; 128]; 16];
+        state[1..].iter_mut().for_each(|c| *c = [false; 128]);
+        play(&out, &mut state);
+        assert!(
+            state[0].iter().all(|&k| !k),
+            "keys left on after a full block"
+        );
+        assert!(r.shared.dropped_notes.load(Ordering::Relaxed) > 0);
+    }
+
+    #[test]
+    fn a_restored_phrase_with_bad_notes_plays_only_the_good_ones_in_order() {
+        let mut r = Rig::new();
+        let n = |start: f64, pitch: u8| Note {
+            start,
+            duration: 0.25,
+            pitch,
+            velocity: 90,
+        };
+        // Pitch 200, a time that is not a number, and onsets out of order.
+        let notes = [
+            n(1.0, 67),
+            n(0.0, 60),
+            n(0.5, 200),
+            n(f64::NAN, 62),
+            n(0.5, 64),
+        ];
+        r.engine.restore_phrase(&notes, 0.0);
+        r.engine.schedule_at(0.0);
+        let s = EngineSettings {
+            pass_through: false,
+            looping: true,
+            ..settings()
+        };
+        let mut state = [[false; 128]; 16];
+        let mut pitches = Vec::new();
+        for _ in 0..100 {
+            let out = r.block(&s, &[]);
+            pitches.extend(out.iter().filter(|e| e.on).map(|e| e.pitch));
+            play(&out, &mut state);
+        }
+        assert_eq!(&pitches[..3], [60, 64, 67]);
+        assert!(pitches.iter().all(|&p| p <= 127));
+        assert_eq!(r.engine.playback().invalid_notes(), 2);
     }
 }

@@ -38,6 +38,25 @@ pub struct GenerationSettings {
     pub candidates: u8,
 }
 
+impl Default for GenerationSettings {
+    /// Neutral settings (the plugin reads its parameters instead): two bars, plain sampling,
+    /// the whole pitch range, no key lock, the texture like the primer, one candidate.
+    fn default() -> Self {
+        Self {
+            bars: 2,
+            temperature: 1.0,
+            top_p: 1.0,
+            seed: 0,
+            key_lock: KeyLock::Off,
+            low: 0,
+            high: 127,
+            texture: TextureRequest::default(),
+            rhythm: Rhythm::Free,
+            candidates: 1,
+        }
+    }
+}
+
 /// A request to generate: the primer in beats (from its first bar line) and the settings.
 #[derive(Debug, Clone, Copy)]
 pub struct PrimerSnapshot {

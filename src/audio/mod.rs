@@ -8,3 +8,4 @@ pub mod engine;
 pub mod messages;
 pub mod playback;
 pub mod trigger;
+pub mod voices;

@@ -4,8 +4,12 @@ use super::clock::BlockTime;
 use super::messages::{PhraseChunk, PHRASE_CAPACITY};
 use crate::music::Note;
 
-/// Most note events one block can emit (offs and ons of every pitch, twice over).
-pub const MAX_EVENTS_PER_BLOCK: usize = 512;
+/// Most events one block holds. Note-offs are always taken (up to this), so a crowded block
+/// never leaves a key on; note-ons beyond [`MAX_ONS_PER_BLOCK`] are dropped and counted.
+pub const MAX_EVENTS_PER_BLOCK: usize = 4096;
+/// Most events a block takes while note-ons are still accepted: the rest of the buffer is
+/// kept for the note-offs that every sounding key may need.
+pub const MAX_ONS_PER_BLOCK: usize = 1024;
 
 /// One output event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,10 +21,42 @@ pub struct NoteEmit {
     pub on: bool,
 }
 
-/// Events of one block, sorted by offset (offs before ons at the same sample).
+impl NoteEmit {
+    /// A note-off of `pitch` on `channel` at `offset`.
+    pub const fn off(offset: u32, channel: u8, pitch: u8) -> NoteEmit {
+        NoteEmit {
+            offset,
+            channel,
+            pitch,
+            velocity: 0,
+            on: false,
+        }
+    }
+}
+
+/// Who an event belongs to: a key the player holds (passed through) or a note of the phrase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Input,
+    Phrase,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    event: NoteEmit,
+    source: Source,
+    /// Sort key after the offset: a release the engine makes goes before anything else at its
+    /// sample (a key ends before it starts again); input keeps the host's order.
+    rank: u8,
+    seq: u16,
+}
+
+/// Events of one block, sorted by offset: at one sample the engine's releases first, then
+/// the rest in the order they were pushed (so input order is kept).
 pub struct BlockEvents {
-    events: [NoteEmit; MAX_EVENTS_PER_BLOCK],
+    entries: [Entry; MAX_EVENTS_PER_BLOCK],
     len: usize,
+    dropped_ons: u32,
 }
 
 impl Default for BlockEvents {
@@ -32,32 +68,76 @@ impl Default for BlockEvents {
 impl BlockEvents {
     pub fn new() -> Self {
         Self {
-            events: [NoteEmit {
-                offset: 0,
-                channel: 0,
-                pitch: 0,
-                velocity: 0,
-                on: false,
+            entries: [Entry {
+                event: NoteEmit::off(0, 0, 0),
+                source: Source::Phrase,
+                rank: 0,
+                seq: 0,
             }; MAX_EVENTS_PER_BLOCK],
             len: 0,
+            dropped_ons: 0,
         }
     }
 
     pub fn clear(&mut self) {
         self.len = 0;
+        self.dropped_ons = 0;
     }
 
+    /// An event of the phrase (or a release of it).
     pub(crate) fn push(&mut self, e: NoteEmit) {
-        if self.len < MAX_EVENTS_PER_BLOCK {
-            self.events[self.len] = e;
+        self.push_from(e, Source::Phrase, if e.on { 1 } else { 0 });
+    }
+
+    /// An input event passed through, in the host's order.
+    pub(crate) fn push_input(&mut self, e: NoteEmit) {
+        self.push_from(e, Source::Input, 1);
+    }
+
+    /// A release of a key `source` owns (the output ledger's).
+    pub(crate) fn push_release(&mut self, e: NoteEmit, source: Source) {
+        self.push_from(e, source, 0);
+    }
+
+    fn push_from(&mut self, event: NoteEmit, source: Source, rank: u8) {
+        let room = if event.on {
+            MAX_ONS_PER_BLOCK
+        } else {
+            MAX_EVENTS_PER_BLOCK
+        };
+        if self.len < room {
+            self.entries[self.len] = Entry {
+                event,
+                source,
+                rank,
+                seq: self.len as u16,
+            };
             self.len += 1;
+        } else if event.on {
+            self.dropped_ons += 1;
         }
     }
 
-    /// Sorts in place (unstable sort: no allocation) and returns the events.
-    pub fn sorted(&mut self) -> &[NoteEmit] {
-        self.events[..self.len].sort_unstable_by_key(|e| (e.offset, e.on, e.pitch));
-        &self.events[..self.len]
+    /// Note-ons refused this block because it was full.
+    pub fn dropped_ons(&self) -> u32 {
+        self.dropped_ons
+    }
+
+    /// Sorts in place (unstable sort on a unique key: no allocation, same result as stable).
+    fn sort(&mut self) {
+        self.entries[..self.len].sort_unstable_by_key(|e| (e.event.offset, e.rank, e.seq));
+    }
+
+    /// Sorts and returns the events.
+    pub fn sorted(&mut self) -> impl Iterator<Item = &NoteEmit> + '_ {
+        self.sort();
+        self.entries[..self.len].iter().map(|e| &e.event)
+    }
+
+    /// Sorts and returns the events with their sources.
+    pub(crate) fn sorted_with_sources(&mut self) -> impl Iterator<Item = (NoteEmit, Source)> + '_ {
+        self.sort();
+        self.entries[..self.len].iter().map(|e| (e.event, e.source))
     }
 }
 
@@ -66,6 +146,8 @@ struct Sounding {
     /// Host beat at which the note ends.
     end: f64,
     channel: u8,
+    /// Sample offset of its note-on when that went out in the current block.
+    on_offset: Option<u32>,
 }
 
 /// Plays one phrase anchored at a host beat; releases everything it started.
@@ -80,6 +162,7 @@ pub struct Playback {
     sounding: [Option<Sounding>; 128],
     /// Phrase-relative beat of the last block, for the editor's playhead.
     playhead: f64,
+    invalid_notes: u32,
 }
 
 impl Default for Playback {
@@ -104,6 +187,7 @@ impl Playback {
             finished: false,
             sounding: [None; 128],
             playhead: -1.0,
+            invalid_notes: 0,
         }
     }
 
@@ -151,17 +235,20 @@ impl Playback {
         self.id = id;
         self.start = Some(start);
         self.len = 0;
-        self.length_beats = length_beats;
+        self.length_beats = valid_length(length_beats);
         self.finished = false;
     }
 
     /// Loads a whole phrase at once (restored state, a recalled idea), scheduled at `start`.
+    /// The notes are checked like streamed ones: invalid notes are dropped, the rest sorted.
     pub fn load(&mut self, id: u64, notes: &[Note], length_beats: f64, start: Option<f64>) {
         self.id = id;
         self.start = start;
-        self.len = notes.len().min(PHRASE_CAPACITY);
-        self.notes[..self.len].copy_from_slice(&notes[..self.len]);
-        self.length_beats = length_beats;
+        self.len = 0;
+        for n in notes {
+            self.insert(n);
+        }
+        self.length_beats = valid_length(length_beats);
         self.finished = true;
     }
 
@@ -171,14 +258,32 @@ impl Playback {
             return;
         }
         for n in chunk.notes() {
-            if self.len < PHRASE_CAPACITY {
-                // Chunks arrive in generation order, which is time order: no sorting needed.
-                self.notes[self.len] = *n;
-                self.len += 1;
-            }
+            self.insert(n);
         }
-        self.length_beats = chunk.length_beats;
+        self.length_beats = valid_length(chunk.length_beats);
         self.finished |= chunk.finished;
+    }
+
+    /// Adds a note in onset order (notes come in time order, so this is an append unless a
+    /// state was edited), or drops it if it is not a valid note or the phrase is full.
+    fn insert(&mut self, n: &Note) {
+        let Some(n) = valid_note(n) else {
+            self.invalid_notes += 1;
+            return;
+        };
+        if self.len == PHRASE_CAPACITY {
+            return;
+        }
+        let at = self.notes[..self.len].partition_point(|m| m.start <= n.start);
+        self.notes.copy_within(at..self.len, at + 1);
+        self.notes[at] = n;
+        self.len += 1;
+    }
+
+    /// Notes refused since the plugin started (pitch or velocity out of MIDI's range, a time
+    /// that is not a number): a restored or edited state can hold them.
+    pub fn invalid_notes(&self) -> u32 {
+        self.invalid_notes
     }
 
     /// Stops scheduling (the phrase stays loaded) and releases everything at `offset`.
@@ -197,49 +302,60 @@ impl Playback {
     pub fn release_all(&mut self, offset: u32, out: &mut BlockEvents) {
         for (pitch, s) in self.sounding.iter_mut().enumerate() {
             if let Some(snd) = s.take() {
-                out.push(NoteEmit {
-                    offset,
-                    channel: snd.channel,
-                    pitch: pitch as u8,
-                    velocity: 0,
-                    on: false,
-                });
+                out.push(NoteEmit::off(offset, snd.channel, pitch as u8));
             }
         }
     }
 
-    /// Emits this block's note-offs and note-ons on `channel`; with `looping` the phrase repeats
-    /// every `length_beats`.
+    /// Emits this block's note-ons and note-offs on `channel`; with `looping` the phrase
+    /// repeats every `length_beats`. Onsets go first, each ending a sounding note of its key
+    /// at its own sample (a key is never started twice); then the offs that fall in the block.
     pub fn render(&mut self, bt: &BlockTime, channel: u8, looping: bool, out: &mut BlockEvents) {
         let (b0, b1) = bt.window();
-        // Offs first: notes whose end falls in this block.
-        for (pitch, s) in self.sounding.iter_mut().enumerate() {
-            if let Some(snd) = *s {
-                if snd.end < b1 {
-                    out.push(NoteEmit {
-                        offset: bt.offset_of(snd.end),
-                        channel: snd.channel,
-                        pitch: pitch as u8,
-                        velocity: 0,
-                        on: false,
-                    });
-                    *s = None;
-                }
+        if let Some(start) = self.start {
+            self.playhead = b1 - start;
+            if b1 > start && self.len > 0 {
+                self.render_onsets(bt, start, b0, b1, channel, looping, out);
             }
-        }
-        let Some(start) = self.start else {
+        } else {
             self.playhead = -1.0;
-            return;
-        };
-        self.playhead = b1 - start;
-        if b1 <= start || self.len == 0 {
-            return;
         }
-        let length = self.length_beats.max(1e-6);
+        for (pitch, s) in self.sounding.iter_mut().enumerate() {
+            let Some(snd) = s.as_mut() else { continue };
+            let on_offset = snd.on_offset.take();
+            if snd.end >= b1 {
+                continue;
+            }
+            let offset = bt.offset_of(snd.end);
+            if on_offset.is_some_and(|on| offset <= on) {
+                // So short its off would share (or precede) the on's sample: release it at
+                // the next block's first sample.
+                snd.end = b1;
+                continue;
+            }
+            out.push(NoteEmit::off(offset, snd.channel, pitch as u8));
+            *s = None;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn render_onsets(
+        &mut self,
+        bt: &BlockTime,
+        start: f64,
+        b0: f64,
+        b1: f64,
+        channel: u8,
+        looping: bool,
+        out: &mut BlockEvents,
+    ) {
         if looping {
-            // Phrase cycles overlapping this block.
+            let length = self.length_beats.max(MIN_LOOP_BEATS);
+            // Phrase cycles overlapping this block (a block longer than many cycles of a
+            // degenerate phrase is bounded by MAX_CYCLES_PER_BLOCK).
             let first = ((b0 - start) / length).floor().max(0.0) as i64;
             let last = ((b1 - start) / length).floor() as i64;
+            let last = last.min(first + MAX_CYCLES_PER_BLOCK);
             for k in first..=last {
                 self.emit_window(
                     bt,
@@ -285,14 +401,14 @@ impl Playback {
             let offset = bt.offset_of(onset);
             let slot = &mut self.sounding[n.pitch as usize & 127];
             if let Some(prev) = slot.take() {
-                // The same pitch again: end the sounding one first, as one channel would.
-                out.push(NoteEmit {
-                    offset,
-                    channel: prev.channel,
-                    pitch: n.pitch,
-                    velocity: 0,
-                    on: false,
-                });
+                // The same key again: end the sounding note first, at its own end if that
+                // comes earlier in this block, else at this onset.
+                let off = if prev.end < b1 {
+                    bt.offset_of(prev.end).min(offset)
+                } else {
+                    offset
+                };
+                out.push(NoteEmit::off(off, prev.channel, n.pitch));
             }
             let mut end = onset + n.duration.max(1e-4);
             if let Some(ce) = cycle_end {
@@ -305,27 +421,43 @@ impl Playback {
                 velocity: n.velocity.max(1),
                 on: true,
             });
-            let off_offset = bt.offset_of(end);
-            if end < b1 && off_offset > offset {
-                // Ends inside this block: its off goes out now.
-                out.push(NoteEmit {
-                    offset: off_offset,
-                    channel,
-                    pitch: n.pitch,
-                    velocity: 0,
-                    on: false,
-                });
-            } else {
-                // Ends later, or so soon it would share the on's sample: release it in a later
-                // block (at the latest at the next block's first sample).
-                *slot = Some(Sounding {
-                    end: end.max(b1),
-                    channel,
-                });
-            }
+            *slot = Some(Sounding {
+                end,
+                channel,
+                on_offset: Some(offset),
+            });
         }
     }
 }
+
+/// Longest note or phrase taken (beats): 64 bars of 8.
+const MAX_BEATS: f64 = 512.0;
+
+/// `n` if it is a MIDI note with a time that makes sense (velocity 0 becomes 1: it is an
+/// onset, not a release); `None` otherwise.
+fn valid_note(n: &Note) -> Option<Note> {
+    let time_ok = n.start.is_finite() && (0.0..=MAX_BEATS).contains(&n.start);
+    let duration_ok = n.duration.is_finite() && n.duration > 0.0;
+    (time_ok && duration_ok && n.pitch <= 127 && n.velocity <= 127).then(|| Note {
+        duration: n.duration.min(MAX_BEATS),
+        velocity: n.velocity.max(1),
+        ..*n
+    })
+}
+
+/// A phrase length that bounds a block's work: finite and in (0, MAX_BEATS].
+fn valid_length(beats: f64) -> f64 {
+    if beats.is_finite() && beats > 0.0 {
+        beats.min(MAX_BEATS)
+    } else {
+        MAX_BEATS
+    }
+}
+
+/// A looping phrase shorter than this (a broken state) loops at this length.
+const MIN_LOOP_BEATS: f64 = 1.0 / 16.0;
+/// Most cycles of a looping phrase one block renders.
+const MAX_CYCLES_PER_BLOCK: i64 = 64;
 
 #[cfg(test)]
 mod tests {
@@ -339,6 +471,7 @@ mod tests {
             pos_beats: Some(pos),
             time_sig: Some((4, 4)),
             bar_start_beats: Some(0.0),
+            loop_range: None,
         }
     }
 
@@ -445,8 +578,8 @@ mod tests {
         ev.clear();
         p.stop(0, &mut ev);
         assert_eq!(
-            ev.sorted(),
-            &[NoteEmit {
+            ev.sorted().copied().collect::<Vec<_>>(),
+            [NoteEmit {
                 offset: 0,
                 channel: 0,
                 pitch: 64,

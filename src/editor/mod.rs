@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use view_model::{
     activity_line, export_name, guard_line, history_labels, key_label, model_line, utc_datetime,
-    RollLayout,
+    PlayingPhrase, RollLayout,
 };
 
 pub const WIDTH: f32 = 720.0;
@@ -135,12 +135,22 @@ impl NiceEguiApp for EditorApp {
         }
         .or_else(|| view.history.front().cloned());
 
+        // Keep text off the window's edges.
+        ui.add_space(6.0);
         ui.horizontal(|ui| {
+            ui.add_space(10.0);
             ui.heading("Continuo");
             ui.label(model_line(&view.model));
         });
+        let playing = current.as_ref().map(|idea| PlayingPhrase {
+            playhead: self.shared.playhead.load(),
+            length_beats: idea.bars as f64 * idea.beats_per_bar,
+            beats_per_bar: idea.beats_per_bar,
+            looping: self.params.loop_phrase.value(),
+        });
         ui.horizontal(|ui| {
-            ui.label(activity_line(&view));
+            ui.add_space(10.0);
+            ui.label(activity_line(&view, playing));
             if let Some(g) = guard_line(&view.model) {
                 ui.label(format!("· {g}"));
             }
@@ -154,55 +164,59 @@ impl NiceEguiApp for EditorApp {
             .resizable(false)
             .exact_size(300.0)
             .show(ui, |ui| {
-                egui::ScrollArea::vertical().show(ui, |ui| {
-                    egui::Grid::new("params")
-                        .num_columns(2)
-                        .spacing([6.0, 3.0])
-                        .show(ui, |ui| {
-                            ui.strong("Trigger");
-                            ui.end_row();
-                            labelled(ui, &self.params.trigger, &setter);
-                            labelled(ui, &self.params.silence_beats, &setter);
-                            labelled(ui, &self.params.trigger_note, &setter);
-                            labelled(ui, &self.params.quantize, &setter);
-                            ui.strong("Phrase");
-                            ui.end_row();
-                            labelled(ui, &self.params.bars, &setter);
-                            labelled(ui, &self.params.temperature, &setter);
-                            labelled(ui, &self.params.top_p, &setter);
-                            labelled(ui, &self.params.key_lock, &setter);
-                            labelled(ui, &self.params.key, &setter);
-                            labelled(ui, &self.params.low, &setter);
-                            labelled(ui, &self.params.high, &setter);
-                            labelled(ui, &self.params.seed, &setter);
-                            ui.strong("Texture");
-                            ui.end_row();
-                            labelled(ui, &self.params.polyphony, &setter);
-                            labelled(ui, &self.params.density, &setter);
-                            labelled(ui, &self.params.register, &setter);
-                            labelled(ui, &self.params.rhythm, &setter);
-                            labelled(ui, &self.params.candidates, &setter);
-                            ui.strong("Output");
-                            ui.end_row();
-                            labelled(ui, &self.params.loop_phrase, &setter);
-                            labelled(ui, &self.params.pass_through, &setter);
-                            labelled(ui, &self.params.channel, &setter);
-                        });
-                    ui.label("Model folder (empty: built-in)");
-                    ui.text_edit_singleline(&mut self.model_path_text);
-                    if ui.button("Load model").clicked() {
-                        let path = self.model_path_text.trim().to_string();
-                        let source = if path.is_empty() {
-                            ModelSource::Embedded
-                        } else {
-                            ModelSource::Folder(path.clone().into())
-                        };
-                        if let Ok(mut s) = self.params.session.lock() {
-                            s.model_path = (!path.is_empty()).then_some(path);
+                // The panel's full height, scrolling: a host window can be short.
+                egui::ScrollArea::vertical()
+                    .max_height(ui.available_height())
+                    .auto_shrink([false, false])
+                    .show(ui, |ui| {
+                        egui::Grid::new("params")
+                            .num_columns(2)
+                            .spacing([6.0, 3.0])
+                            .show(ui, |ui| {
+                                ui.strong("Trigger");
+                                ui.end_row();
+                                labelled(ui, &self.params.trigger, &setter);
+                                labelled(ui, &self.params.silence_beats, &setter);
+                                labelled(ui, &self.params.trigger_note, &setter);
+                                labelled(ui, &self.params.quantize, &setter);
+                                ui.strong("Phrase");
+                                ui.end_row();
+                                labelled(ui, &self.params.bars, &setter);
+                                labelled(ui, &self.params.temperature, &setter);
+                                labelled(ui, &self.params.top_p, &setter);
+                                labelled(ui, &self.params.key_lock, &setter);
+                                labelled(ui, &self.params.key, &setter);
+                                labelled(ui, &self.params.low, &setter);
+                                labelled(ui, &self.params.high, &setter);
+                                labelled(ui, &self.params.seed, &setter);
+                                ui.strong("Texture");
+                                ui.end_row();
+                                labelled(ui, &self.params.polyphony, &setter);
+                                labelled(ui, &self.params.density, &setter);
+                                labelled(ui, &self.params.register, &setter);
+                                labelled(ui, &self.params.rhythm, &setter);
+                                labelled(ui, &self.params.candidates, &setter);
+                                ui.strong("Output");
+                                ui.end_row();
+                                labelled(ui, &self.params.loop_phrase, &setter);
+                                labelled(ui, &self.params.pass_through, &setter);
+                                labelled(ui, &self.params.channel, &setter);
+                            });
+                        ui.label("Model folder (empty: built-in)");
+                        ui.text_edit_singleline(&mut self.model_path_text);
+                        if ui.button("Load model").clicked() {
+                            let path = self.model_path_text.trim().to_string();
+                            let source = if path.is_empty() {
+                                ModelSource::Embedded
+                            } else {
+                                ModelSource::Folder(path.clone().into())
+                            };
+                            if let Ok(mut s) = self.params.session.lock() {
+                                s.model_path = (!path.is_empty()).then_some(path);
+                            }
+                            let _ = self.commands.try_send(Command::LoadModel(source));
                         }
-                        let _ = self.commands.try_send(Command::LoadModel(source));
-                    }
-                });
+                    });
             });
         egui::CentralPanel::default().show(ui, |ui| {
             let primer = current.as_ref().map_or(&[][..], |i| &i.primer[..]);
@@ -234,7 +248,7 @@ impl NiceEguiApp for EditorApp {
                 }
                 let mut locked = self.shared.locked.load(Ordering::Relaxed);
                 if ui
-                    .toggle_value(&mut locked, "Keep")
+                    .checkbox(&mut locked, "Keep")
                     .on_hover_text("New triggers do not replace this phrase")
                     .changed()
                 {

@@ -206,18 +206,40 @@ pub fn guard_line(m: &ModelStatus) -> Option<String> {
     })
 }
 
-/// The activity line: generating with progress, or idle with the last speed.
-pub fn activity_line(v: &WorkerView) -> String {
+/// Where the phrase is playing: beats into it, its length and bar length.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlayingPhrase {
+    pub playhead: f64,
+    pub length_beats: f64,
+    pub beats_per_bar: f64,
+    /// The phrase repeats (past its length it is still playing).
+    pub looping: bool,
+}
+
+/// The activity line: generating with progress, playing (and where), or idle with the last
+/// speed.
+pub fn activity_line(v: &WorkerView, playing: Option<PlayingPhrase>) -> String {
+    let speed = if v.last_ms_per_token > 0.0 {
+        format!(" · last phrase {:.2} ms/token", v.last_ms_per_token)
+    } else {
+        String::new()
+    };
     if v.generating {
         format!(
             "Generating… bar {} of {}",
             v.bars_done.min(v.bars_total),
             v.bars_total
         )
-    } else if v.last_ms_per_token > 0.0 {
-        format!("Idle · last phrase {:.2} ms/token", v.last_ms_per_token)
-    } else {
+    } else if let Some(p) = playing.filter(|p| {
+        p.playhead >= 0.0 && p.length_beats > 0.0 && (p.looping || p.playhead < p.length_beats)
+    }) {
+        let bars = (p.length_beats / p.beats_per_bar.max(0.5)).round().max(1.0);
+        let bar = (p.playhead.rem_euclid(p.length_beats) / p.beats_per_bar.max(0.5)).floor() + 1.0;
+        format!("Playing bar {} of {}{speed}", bar.min(bars), bars)
+    } else if speed.is_empty() {
         "Idle · play something, then pause".into()
+    } else {
+        format!("Idle{speed}")
     }
 }
 
@@ -323,6 +345,44 @@ mod tests {
             bars_total: 4,
             ..Default::default()
         };
-        assert_eq!(activity_line(&v), "Generating… bar 1 of 4");
+        assert_eq!(activity_line(&v, None), "Generating… bar 1 of 4");
+        let done = WorkerView {
+            last_ms_per_token: 2.5,
+            ..Default::default()
+        };
+        let playing = PlayingPhrase {
+            playhead: 5.0,
+            length_beats: 8.0,
+            beats_per_bar: 4.0,
+            looping: false,
+        };
+        assert_eq!(
+            activity_line(&done, Some(playing)),
+            "Playing bar 2 of 2 · last phrase 2.50 ms/token"
+        );
+        let after = PlayingPhrase {
+            playhead: -1.0,
+            ..playing
+        };
+        assert_eq!(
+            activity_line(&done, Some(after)),
+            "Idle · last phrase 2.50 ms/token"
+        );
+        let ended = PlayingPhrase {
+            playhead: 9.0,
+            ..playing
+        };
+        assert_eq!(
+            activity_line(&done, Some(ended)),
+            "Idle · last phrase 2.50 ms/token"
+        );
+        let looped = PlayingPhrase {
+            looping: true,
+            ..ended
+        };
+        assert_eq!(
+            activity_line(&done, Some(looped)),
+            "Playing bar 1 of 2 · last phrase 2.50 ms/token"
+        );
     }
 }

@@ -16,6 +16,9 @@ pub use sampler::{
     generate, generate_streaming, GenerateOptions, Generated, KeyPrefix, StreamedNote,
 };
 
+/// Largest size of any dimension a model folder may name (layers, heads, widths, context).
+pub const MAX_DIMENSION: usize = 1 << 16;
+
 /// Which architecture and its size; stored in `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "arch", rename_all = "snake_case")]
@@ -54,6 +57,12 @@ impl Architecture {
         };
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("\"{name}\" is 0; it must be at least 1"));
+        }
+        // A size no model of this kind has would only make loading allocate without bound.
+        if let Some((name, v)) = positive.iter().find(|(_, v)| *v > MAX_DIMENSION) {
+            return Err(format!(
+                "\"{name}\" is {v}; Continuo loads sizes of at most {MAX_DIMENSION}"
+            ));
         }
         if let Architecture::Transformer(c) = self {
             if c.d_model % c.n_heads != 0 {

@@ -41,6 +41,18 @@ impl Key {
         }
     }
 
+    /// How strongly `pitch` belongs to this key: its Krumhansl–Kessler probe-tone rating over
+    /// the tonic's (1 for the tonic, about 0.35 for chromatic notes). The profile key detection
+    /// correlates with, so generation can lean toward the key it was told.
+    pub fn profile_weight(&self, pitch: u8) -> f64 {
+        let step = ((pitch % 12) + 12 - self.tonic) as usize % 12;
+        let profile = match self.mode {
+            Mode::Major => &MAJOR_PROFILE,
+            Mode::Minor => &MINOR_PROFILE,
+        };
+        profile[step] / profile[0]
+    }
+
     /// Index 0..24: majors then minors; used by the editor and parameters.
     pub fn index(&self) -> usize {
         self.tonic as usize

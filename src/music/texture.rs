@@ -153,6 +153,110 @@ impl TextureRequest {
     }
 }
 
+/// A value inside each polyphony bin, what an explicit bin asks generation to steer toward.
+pub const POLYPHONY_CENTRES: [f64; POLYPHONY_BINS] = [1.0, 1.5, 2.0, 3.0, 4.0];
+/// A pitch inside each register bin, likewise.
+pub const REGISTER_CENTRES: [f64; REGISTER_BINS] = [38.0, 47.0, 54.0, 60.0, 67.0, 74.0, 82.0];
+/// Generation keeps pitches within this many semitones of the register it steers toward
+/// (and within the primer's own range when it is like the primer's): a bass line told "low"
+/// stays below C3, a lead stays in its octave.
+pub const REGISTER_REACH: f64 = 9.0;
+/// Reach below and above a primer's median (its own range, a little wider, counts too). Not
+/// tight: a narrow window crams chords into clusters; the pull toward the median
+/// ([`TextureTargets::register_centre`]) keeps the median where it was.
+pub const PRIMER_REGISTER_REACH: (f64, f64) = (12.0, 12.0);
+/// Semitones beyond the primer's lowest and highest note that stay open.
+pub const PRIMER_RANGE_MARGIN: u8 = 4;
+/// A value inside each density bin (notes per beat), what an explicit bin steers toward.
+pub const DENSITY_CENTRES: [f64; DENSITY_BINS] = [0.35, 0.75, 1.5, 2.5, 4.0, 6.0];
+/// Onsets per bar generation allows, as factors of the rate it steers toward (the in-kind
+/// density check allows ×0.5–×2 in notes).
+pub const ONSET_RATE_FACTORS: (f64, f64) = (0.6, 1.5);
+/// Notes per onset generation allows, as factors of the polyphony it steers toward.
+pub const CHORD_SIZE_FACTORS: (f64, f64) = (0.9, 1.25);
+
+/// What generation steers toward beyond what the prefix tells the model: the model answers
+/// mostly in kind when told, but a chord it has started thin or a bass line it has let drift
+/// up is what a producer hears as "not what I played". `None`: not steered.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct TextureTargets {
+    /// Fewest and most notes starting together.
+    pub chord_size: Option<(usize, usize)>,
+    /// Fewest and most onsets in a bar.
+    pub onsets_per_bar: Option<(usize, usize)>,
+    /// Lowest and highest pitch (inclusive).
+    pub pitches: Option<(u8, u8)>,
+    /// The median pitch to pull toward (chords are built upward from their lowest note, so
+    /// without a pull the median climbs).
+    pub register_centre: Option<f64>,
+}
+
+impl TextureRequest {
+    /// What generation steers toward for a primer in bars of `beats_per_bar`: chord sizes
+    /// around the primer's (or the chosen bin's) notes per onset, pitches around its median
+    /// (or the chosen register). Density is left to the model and the prefix.
+    pub fn targets_for(&self, primer: &[Note], beats_per_bar: f64) -> TextureTargets {
+        let own = Texture::of_notes(primer, beats_per_bar);
+        let polyphony = match self.polyphony {
+            Told::LikePrimer => own.map(|t| t.polyphony),
+            Told::Bin(b) => POLYPHONY_CENTRES.get(b as usize).copied(),
+            Told::Any => None,
+        };
+        let chord_size = polyphony.map(|p| {
+            let lo = (p * CHORD_SIZE_FACTORS.0).round().max(1.0) as usize;
+            let hi = (p * CHORD_SIZE_FACTORS.1).round().max(1.0) as usize;
+            (lo, hi.max(lo))
+        });
+        let density = match self.density {
+            Told::LikePrimer => own.map(|t| t.density),
+            Told::Bin(b) => DENSITY_CENTRES.get(b as usize).copied(),
+            Told::Any => None,
+        };
+        // Notes per beat over notes per onset: onsets per beat.
+        let onsets_per_bar = density.map(|d| {
+            let per_onset = polyphony
+                .or(own.map(|t| t.polyphony))
+                .unwrap_or(1.0)
+                .max(1.0);
+            let rate = d / per_onset * beats_per_bar.max(0.5);
+            let lo = (rate * ONSET_RATE_FACTORS.0).floor() as usize;
+            let hi = ((rate * ONSET_RATE_FACTORS.1).ceil() as usize).max(1);
+            (lo, hi.max(lo))
+        });
+        let around = |centre: f64, (below, above): (f64, f64)| {
+            let lo = (centre - below).ceil().clamp(0.0, 127.0) as u8;
+            let hi = (centre + above).floor().clamp(0.0, 127.0) as u8;
+            (lo, hi)
+        };
+        let pitches = match self.register {
+            Told::LikePrimer => own.map(|t| {
+                let (lo, hi) = around(t.register, PRIMER_REGISTER_REACH);
+                let lowest = primer.iter().map(|n| n.pitch).min().unwrap_or(lo);
+                let highest = primer.iter().map(|n| n.pitch).max().unwrap_or(hi);
+                (
+                    lo.min(lowest.saturating_sub(PRIMER_RANGE_MARGIN)),
+                    hi.max(highest.saturating_add(PRIMER_RANGE_MARGIN).min(127)),
+                )
+            }),
+            Told::Bin(b) => REGISTER_CENTRES
+                .get(b as usize)
+                .map(|&c| around(c, (REGISTER_REACH, REGISTER_REACH))),
+            Told::Any => None,
+        };
+        let register_centre = match self.register {
+            Told::LikePrimer => own.map(|t| t.register),
+            Told::Bin(b) => REGISTER_CENTRES.get(b as usize).copied(),
+            Told::Any => None,
+        };
+        TextureTargets {
+            chord_size,
+            onsets_per_bar,
+            pitches,
+            register_centre,
+        }
+    }
+}
+
 /// Index of the bin `x` falls in, given the bins' upper edges.
 pub fn bin(x: f64, edges: &[f64]) -> u8 {
     edges.iter().take_while(|&&e| x >= e).count() as u8
@@ -191,9 +295,9 @@ mod tests {
     use super::*;
 
     /// A value inside each bin.
-    const POLYPHONY_VALUES: [f64; POLYPHONY_BINS] = [1.0, 1.5, 2.0, 3.0, 4.0];
-    const DENSITY_VALUES: [f64; DENSITY_BINS] = [0.35, 0.75, 1.5, 2.5, 4.0, 6.0];
-    const REGISTER_VALUES: [f64; REGISTER_BINS] = [38.0, 47.0, 54.0, 60.0, 67.0, 74.0, 82.0];
+    const POLYPHONY_VALUES: [f64; POLYPHONY_BINS] = POLYPHONY_CENTRES;
+    const DENSITY_VALUES: [f64; DENSITY_BINS] = DENSITY_CENTRES;
+    const REGISTER_VALUES: [f64; REGISTER_BINS] = REGISTER_CENTRES;
 
     fn n(start: f64, pitch: u8) -> Note {
         Note {
@@ -240,5 +344,36 @@ mod tests {
         for (i, v) in POLYPHONY_VALUES.iter().enumerate() {
             assert_eq!(bin(*v, &POLYPHONY_EDGES) as usize, i);
         }
+    }
+
+    #[test]
+    fn targets_follow_the_primer_or_the_chosen_bin() {
+        let triads: Vec<Note> = (0..8)
+            .flat_map(|b| [n(b as f64, 60), n(b as f64, 64), n(b as f64, 67)])
+            .collect();
+        let like = TextureRequest::default().targets_for(&triads, 4.0);
+        assert_eq!(like.chord_size, Some((3, 4)));
+        // Median 64 ± 12, which holds the primer's own range (60–67) four semitones wider.
+        assert_eq!(like.pitches, Some((52, 76)));
+        assert_eq!(like.register_centre, Some(64.0));
+        // A triad a beat: 4 onsets a bar, steered to 2–6.
+        assert_eq!(like.onsets_per_bar, Some((2, 6)));
+        let bass = TextureRequest {
+            polyphony: Told::Bin(0),
+            register: Told::Bin(0),
+            ..Default::default()
+        }
+        .targets_for(&triads, 4.0);
+        assert_eq!(bass.chord_size, Some((1, 1)));
+        let (_, top) = bass.pitches.unwrap();
+        assert!(top < 48, "a low register stays below C3, got {top}");
+        assert_eq!(
+            TextureRequest::ANY.targets_for(&triads, 4.0),
+            TextureTargets::default()
+        );
+        assert_eq!(
+            TextureRequest::default().targets_for(&[], 4.0),
+            TextureTargets::default()
+        );
     }
 }

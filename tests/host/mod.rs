@@ -89,6 +89,17 @@ pub struct Session {
     pub beat: f64,
     pub tempo: f64,
     pub playing: bool,
+    /// Loop range in beats, looped as Ardour does: the block that crosses the loop end is
+    /// reported unsplit, as linear time, and the jump shows in the next block's position.
+    pub loop_range: Option<(f64, f64)>,
+    /// Time signature (numerator, denominator).
+    pub meter: (u16, u16),
+    /// Bar starts reported as Ardour 7.3 does: bar number × 4 quarters, whatever the meter.
+    pub ardour_bars: bool,
+    /// Every input audio sample has this value (a subnormal one, to check the flush).
+    pub input_sample: f32,
+    /// Output audio samples that were subnormal.
+    pub subnormal_outputs: usize,
     pub out: Vec<Out>,
     pending_in: Vec<(u32, bool, u8, u8)>,
     pending_params: Vec<(u32, f64)>,
@@ -137,6 +148,11 @@ impl Session {
             beat: 0.0,
             tempo: 120.0,
             playing: true,
+            loop_range: None,
+            meter: (4, 4),
+            ardour_bars: false,
+            input_sample: 0.0,
+            subnormal_outputs: 0,
             out: Vec::new(),
             pending_in: Vec::new(),
             pending_params: Vec::new(),
@@ -182,14 +198,27 @@ impl Session {
         self.pending_params.push((id, plain - min));
     }
 
+    pub fn beats_per_bar(&self) -> f64 {
+        self.meter.0 as f64 * 4.0 / self.meter.1 as f64
+    }
+
     fn transport(&self) -> TransportEvent {
-        let bar = (self.beat / 4.0).floor();
+        let bar = (self.beat / self.beats_per_bar()).floor();
+        let bar_start = if self.ardour_bars {
+            bar * 4.0
+        } else {
+            bar * self.beats_per_bar()
+        };
         let mut flags = TransportFlags::HAS_TEMPO
             | TransportFlags::HAS_BEATS_TIMELINE
             | TransportFlags::HAS_TIME_SIGNATURE;
         if self.playing {
             flags |= TransportFlags::IS_PLAYING;
         }
+        if self.loop_range.is_some() {
+            flags |= TransportFlags::IS_LOOP_ACTIVE;
+        }
+        let (loop_start, loop_end) = self.loop_range.unwrap_or((0.0, 0.0));
         TransportEvent {
             header: EventHeader::new_core(0, EventFlags::empty()),
             flags,
@@ -197,14 +226,14 @@ impl Session {
             song_pos_seconds: SecondsTime::from_float(0.0),
             tempo: self.tempo,
             tempo_inc: 0.0,
-            loop_start_beats: BeatTime::from_float(0.0),
-            loop_end_beats: BeatTime::from_float(0.0),
+            loop_start_beats: BeatTime::from_float(loop_start),
+            loop_end_beats: BeatTime::from_float(loop_end),
             loop_start_seconds: SecondsTime::from_float(0.0),
             loop_end_seconds: SecondsTime::from_float(0.0),
-            bar_start: BeatTime::from_float(bar * 4.0),
+            bar_start: BeatTime::from_float(bar_start),
             bar_number: bar as i32,
-            time_signature_numerator: 4,
-            time_signature_denominator: 4,
+            time_signature_numerator: self.meter.0,
+            time_signature_denominator: self.meter.1,
         }
     }
 
@@ -231,8 +260,8 @@ impl Session {
             }
         }
         let mut output = EventBuffer::new();
-        let mut in_l = vec![0f32; n];
-        let mut in_r = vec![0f32; n];
+        let mut in_l = vec![self.input_sample; n];
+        let mut in_r = vec![self.input_sample; n];
         let mut out_l = vec![0f32; n];
         let mut out_r = vec![0f32; n];
         let mut in_ports = AudioPorts::with_capacity(2, 1);
@@ -263,7 +292,25 @@ impl Session {
                 Some(&transport),
             )
             .expect("process");
+        self.subnormal_outputs += out_l
+            .iter()
+            .chain(&out_r)
+            .filter(|x| x.is_subnormal())
+            .count();
         let bps = self.tempo / 60.0 / self.sample_rate;
+        // Where the loop end falls in this block, if it does (the host does not split it).
+        let wrap = self
+            .loop_range
+            .filter(|_| self.playing)
+            .and_then(|(ls, le)| {
+                let end = self.beat + n as f64 * bps;
+                (self.beat < le && end > le).then(|| (((le - self.beat) / bps).round() as u32, ls))
+            });
+        let beat0 = self.beat;
+        let beat_at = |time: u32| match wrap {
+            Some((k, ls)) if time >= k => ls + (time - k) as f64 * bps,
+            _ => beat0 + time as f64 * bps,
+        };
         for e in output.iter() {
             let (time, pckn, on) = if let Some(on) = e.as_event::<NoteOnEvent>() {
                 (on.header().time(), on.pckn(), true)
@@ -274,7 +321,7 @@ impl Session {
             };
             self.out.push(Out {
                 sample: self.sample + time as u64,
-                beat: self.beat + time as f64 * bps,
+                beat: beat_at(time),
                 channel: pckn.raw_channel(),
                 key: pckn.raw_key(),
                 on,
@@ -283,6 +330,11 @@ impl Session {
         self.sample += n as u64;
         if self.playing {
             self.beat += n as f64 * bps;
+            if let Some((ls, le)) = self.loop_range {
+                if self.beat > le && self.beat - n as f64 * bps < le {
+                    self.beat = ls + (self.beat - le);
+                }
+            }
         }
         // Keep pace with the wall clock (times `speed`): the worker generates in real time.
         self.simulated += n as f64 / self.sample_rate / self.speed;

@@ -102,6 +102,7 @@ pub fn run_in_kind_eval(a: &EvalArgs, dir: &Path) -> Result<()> {
         },
         texture: a.texture.request(),
         rhythm: a.texture.rhythm,
+        steer_texture: !a.texture.unsteered,
         candidates: a.texture.candidates as usize,
         start_on_downbeat: true,
         copy_guard: guard_unless(&loaded, a.no_copy_guard),
@@ -188,6 +189,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         },
         texture: a.texture.request(),
         rhythm: a.texture.rhythm,
+        steer_texture: !a.texture.unsteered,
         candidates: a.texture.candidates as usize,
         copy_guard: guard_unless(&loaded, a.no_copy_guard),
         ..Default::default()
@@ -257,6 +259,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         "near_duplicate_files": corpus.near_duplicate_files,
         "n_primers": cases.len(),
         "candidates": opts.candidates,
+        "steer_texture": opts.steer_texture,
         "temperature": a.temperature,
         "top_p": a.top_p,
         "key_lock": a.key_lock,

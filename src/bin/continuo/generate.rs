@@ -98,6 +98,7 @@ pub fn run_generate(a: GenerateArgs) -> Result<()> {
         key_prefix: KeyPrefix::Detect,
         texture: a.texture.request(),
         rhythm: a.texture.rhythm,
+        steer_texture: !a.texture.unsteered,
         candidates: a.texture.candidates as usize,
         beats_per_bar: primer.beats_per_bar,
         start_on_downbeat: a.on_downbeat,

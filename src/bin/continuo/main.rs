@@ -112,6 +112,10 @@ struct TextureArgs {
     /// (texture, density, register, key, alive, new); 1 keeps the first sample.
     #[arg(long, default_value_t = DEFAULT_CANDIDATES as u32, value_parser = clap::value_parser!(u32).range(1..=MAX_CANDIDATES as i64))]
     candidates: u32,
+    /// Let the model alone follow the texture prefix: no steering of chord sizes and
+    /// pitches toward the primer's (or the chosen bins').
+    #[arg(long)]
+    unsteered: bool,
 }
 
 impl TextureArgs {
