@@ -13,9 +13,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(state) = serde_json::from_slice::<SessionState>(data) else {
         return;
     };
-    let Some(saved) = state.last_phrase else { return };
+    let Some(saved) = state.last_phrase else {
+        return;
+    };
     let (idea, _) = saved.validated();
-    assert!(idea.notes.iter().all(|n| n.pitch <= 127 && n.velocity <= 127));
+    assert!(idea
+        .notes
+        .iter()
+        .all(|n| n.pitch <= 127 && n.velocity <= 127));
     let s = EngineSettings {
         trigger: TriggerMode::Manual,
         looping: true,
