@@ -153,6 +153,39 @@ fn fine_tuning_refuses_a_flag_that_contradicts_the_base_model() {
 }
 
 #[test]
+fn a_one_file_folder_trains_and_says_how_it_is_validated() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::fixtures().join("oneills_01.mid"),
+        data.path().join("one.mid"),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("m").display().to_string();
+    let (ok, _, stderr) = continuo(&[
+        "train",
+        "--data",
+        &data.path().display().to_string(),
+        "--out",
+        &out,
+        "--d-model",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "1",
+        "--ff",
+        "32",
+        "--seq-len",
+        "32",
+        "--steps",
+        "1",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("only 1 usable file"), "{stderr}");
+}
+
+#[test]
 fn a_missing_model_folder_is_named() {
     let (ok, _, stderr) = continuo(&[
         "generate",

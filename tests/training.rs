@@ -176,3 +176,47 @@ fn training_from_a_model_folder_starts_from_its_weights() {
         Some(base.display().to_string().as_str())
     );
 }
+
+#[test]
+fn a_model_trained_from_another_guards_its_base_runs_too() {
+    let base = common::tiny_model_dir();
+    // Fine-tune on three of the fixtures only.
+    let data = tempfile::tempdir().unwrap();
+    let files = common::fixture_files();
+    for f in files
+        .iter()
+        .filter(|f| f.to_string_lossy().contains("oneills_0"))
+        .take(3)
+    {
+        std::fs::copy(f, data.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = common::train_options(&dir.path().join("m"), common::tiny_transformer(), 2);
+    opts.data = data.path().to_owned();
+    opts.from = Some(base.to_owned());
+    train(&opts, &Device::Cpu).unwrap();
+    let load = |d: &std::path::Path| {
+        continuo::model::copy_guard::CopyGuard::from_bytes(
+            &std::fs::read(d.join("copy_guard.safetensors")).unwrap(),
+        )
+        .unwrap()
+    };
+    let (base_guard, tuned) = (load(base), load(&dir.path().join("m")));
+    assert!(
+        tuned.len() >= base_guard.len(),
+        "{} < {}",
+        tuned.len(),
+        base_guard.len()
+    );
+    // A tune the fine-tuning never saw, but the base trained on, is still guarded.
+    let base_only = files
+        .iter()
+        .filter(|f| !f.to_string_lossy().contains("oneills"))
+        .map(|f| continuo::midi_file::read_midi(f).unwrap().melodic.notes)
+        .find(|notes| base_guard.copies(notes))
+        .expect("no fixture of the base's training split");
+    assert!(
+        tuned.copies(&base_only),
+        "the base's training runs are not guarded"
+    );
+}

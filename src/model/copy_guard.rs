@@ -51,6 +51,15 @@ impl CopyGuard {
         Self { fingerprints }
     }
 
+    /// This guard's runs and `other`'s together: a model trained from another model's weights
+    /// (`continuo train --from`) must not quote its base's training tunes either.
+    pub fn union(mut self, other: &CopyGuard) -> CopyGuard {
+        self.fingerprints.extend_from_slice(&other.fingerprints);
+        self.fingerprints.sort_unstable();
+        self.fingerprints.dedup();
+        self
+    }
+
     /// Distinct fingerprints: the distinct runs guarded, less the few that share one (about 16
     /// pairs among 368,495 runs).
     pub fn len(&self) -> usize {

@@ -76,6 +76,17 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
     for s in &corpus.skipped {
         eprintln!("skipped {}: {}", s.path.display(), s.reason);
     }
+    let same_file = |a: &[super::dataset::Piece], b: &[super::dataset::Piece]| {
+        a.len() == 1 && b.len() == 1 && a[0].path == b[0].path
+    };
+    if same_file(&corpus.train, &corpus.validation) {
+        eprintln!(
+            "only 1 usable file in {}: it is used for training and for validation, so the \
+             validation loss shows how well the model learned that file, not how it \
+             generalizes; add a second file to hold one out",
+            opts.data.display()
+        );
+    }
     train_on(&corpus, opts, device)
 }
 
@@ -274,13 +285,26 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
         }),
     };
     save_model(&opts.out, &varmap, &card)?;
-    CopyGuard::new(
+    let mut guard = CopyGuard::new(
         corpus
             .train
             .iter()
             .flat_map(|p| p.streams().map(|s| s.notes.as_slice())),
-    )
-    .save(&opts.out)?;
+    );
+    if let Some(base) = &opts.from {
+        // The base's own guard covers the corpus it learned from.
+        let path = base.join(crate::model::copy_guard::GUARD_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let base_guard = CopyGuard::from_bytes(&bytes)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                guard = guard.union(&base_guard);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        }
+    }
+    guard.save(&opts.out)?;
     crate::plot::draw_loss_curve(
         &opts.out.join("loss.png"),
         &smooth(&state.train_curve),
