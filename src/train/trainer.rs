@@ -158,9 +158,11 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
     let bar = if opts.show_progress {
         let b = ProgressBar::new(1000);
         b.set_style(
-            ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {percent}% (about {eta} left) {msg}")
-                .unwrap()
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {percent}% (about {eta} left) {msg}",
+            )
+            .unwrap()
+            .progress_chars("=> "),
         );
         b
     } else {
