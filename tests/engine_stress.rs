@@ -218,7 +218,6 @@ fn run_sequence(seed: u64) -> Result<(), String> {
     let mut released_all = false;
     for block in 0..blocks + 4 {
         let ending = block >= blocks;
-        let tempo_before = host.tempo;
         if !ending {
             match rng.gen_range(0..100) {
                 0..=3 => host.tempo = rng.gen_range(40.0..240.0),
@@ -275,7 +274,6 @@ fn run_sequence(seed: u64) -> Result<(), String> {
         let down_before = down.sounding;
         let valid_tempo = (10.0..=999.0).contains(&host.tempo);
         let tempo_used = if valid_tempo { host.tempo } else { bt.tempo };
-        let _ = tempo_before;
 
         // Input, in time order, with repeats and zero-length notes.
         let mut inputs: Vec<InputNote> = Vec::new();

@@ -206,7 +206,8 @@ impl Engine {
         // A note-off always goes to the output ledger, which sends it only if that key was
         // passed through: turning pass-through off, or making a held key the trigger key,
         // must not leave a key on downstream.
-        let pass = s.bypass || (s.pass_through && !self.is_trigger_key(n, s)) || !n.on;
+        let trigger_key = s.trigger == TriggerMode::Key && n.pitch == s.trigger_note;
+        let pass = s.bypass || (s.pass_through && !trigger_key) || !n.on;
         if pass {
             self.events.push_input(event);
         }
@@ -215,7 +216,7 @@ impl Engine {
         }
         self.wrap_capture(&bt, n.offset);
         let beat = bt.beat_at(n.offset);
-        if self.is_trigger_key(n, s) {
+        if trigger_key {
             if n.on {
                 self.key_trigger_at = Some(beat);
             }
@@ -226,10 +227,6 @@ impl Engine {
         } else {
             self.capture.note_off(beat, n.pitch);
         }
-    }
-
-    fn is_trigger_key(&self, n: InputNote, s: &EngineSettings) -> bool {
-        s.trigger == TriggerMode::Key && n.pitch == s.trigger_note
     }
 
     /// Ends a block: takes phrase chunks, fires triggers, renders playback. Returns this
