@@ -2,6 +2,7 @@
 //! in tempo, and every note closed. The bundle is built with `assert_process_allocs`, so any
 //! allocation inside `process()` aborts this test binary.
 
+mod common;
 mod host;
 
 use host::{sounding_before, unbalanced, Out, Session};
@@ -481,4 +482,57 @@ fn subnormal_input_samples_leave_as_zeros() {
         s.process_block();
     }
     assert_eq!(s.subnormal_outputs, 0);
+}
+
+#[test]
+fn a_fine_tuned_model_folder_loads_from_the_session_and_plays() {
+    let style = common::style_folder(5);
+    let out = tempfile::tempdir().unwrap();
+    let folder = out.path().join("mine");
+    continuo::train::train(
+        &common::fine_tune_options(style.path(), &folder, 5),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+
+    // What the editor's *Load model* does: the session names the folder, the worker loads it.
+    let mut s = Session::new(RATE, BLOCK);
+    let mut state = host::state_json(&s.save_state());
+    let mut session: serde_json::Value =
+        serde_json::from_str(state["fields"]["session"].as_str().unwrap()).unwrap();
+    session["model_path"] = folder.display().to_string().into();
+    state["fields"]["session"] = session.to_string().into();
+    s.load_state(&host::state_bytes(&state));
+    s.reactivate();
+    let t = std::time::Instant::now();
+    let status = loop {
+        let state = host::state_json(&s.save_state());
+        let session: serde_json::Value =
+            serde_json::from_str(state["fields"]["session"].as_str().unwrap()).unwrap();
+        let status = session["model_status"].as_str().unwrap_or("").to_string();
+        if status.contains("mine")
+            || status.starts_with("error")
+            || t.elapsed() > std::time::Duration::from_secs(60)
+        {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(
+        status.starts_with(&format!("loaded: {}", folder.display())),
+        "{status}"
+    );
+
+    s.set_param("Length", PHRASE_BARS, 1.0);
+    s.triad_then_phrase();
+    s.run_until(8.0 + 4.0 * PHRASE_BARS + 1.0);
+    s.playing = false;
+    s.process_block();
+    let start = samples_at_120(8.0, RATE);
+    assert!(
+        s.generated(start).iter().any(|o| o.on),
+        "the fine-tuned model played nothing: {:?}",
+        s.out
+    );
+    assert!(unbalanced(&s.out).is_empty(), "{:?}", unbalanced(&s.out));
 }

@@ -220,3 +220,56 @@ fn a_model_trained_from_another_guards_its_base_runs_too() {
         "the base's training runs are not guarded"
     );
 }
+
+#[test]
+fn fine_tuning_lowers_the_loss_on_the_new_files_and_its_card_says_so() {
+    let style = common::style_folder(5);
+    let out = tempfile::tempdir().unwrap();
+    let mut opts = common::fine_tune_options(style.path(), &out.path().join("mine"), 30);
+    // Rehearse the base's corpus (the fixtures) on a quarter of each batch.
+    opts.base_mix = Some(continuo::train::BaseMix {
+        data: common::fixtures(),
+        share: 0.25,
+    });
+    let r = train(&opts, &Device::Cpu).unwrap();
+    assert!(
+        r.final_val_loss < r.initial_val_loss - 0.3,
+        "held-out loss of the new files {} → {}",
+        r.initial_val_loss,
+        r.final_val_loss
+    );
+    let dir = out.path().join("mine");
+    let card = continuo::model::files::read_card(&dir).unwrap();
+    // 5 files: 4 trained on, 1 held out.
+    assert_eq!(card.training["train_files"], 4);
+    assert_eq!(card.training["validation_files"], 1);
+    assert_eq!(card.training["schedule"], "fine-tune");
+    assert!((card.training["base_mix"]["share"].as_f64().unwrap() - 0.25).abs() < 1e-9);
+    let before = card.metrics["base_val_loss_before"].as_f64().unwrap();
+    let after = card.metrics["base_val_loss_after"].as_f64().unwrap();
+    assert!(before.is_finite() && after.is_finite());
+    let text = std::fs::read_to_string(dir.join("MODEL_CARD.md")).unwrap();
+    let base = common::tiny_model_dir().display().to_string();
+    assert!(
+        text.contains(&format!("Fine-tuned from** `{base}`")),
+        "{text}"
+    );
+    assert!(text.contains("4 files trained on, 1 held out"), "{text}");
+    assert!(text.contains(&format!("{:.3}", r.final_val_loss)), "{text}");
+    assert!(text.contains("held out of the base corpus"), "{text}");
+}
+
+#[test]
+fn a_folder_of_versions_of_one_piece_still_holds_one_out_and_says_so() {
+    // The same riff in the same key five times: one near-duplicate group.
+    let style = common::style_folder(1);
+    let src = style.path().join("riff-0.mid");
+    let data = tempfile::tempdir().unwrap();
+    for i in 0..5 {
+        std::fs::copy(&src, data.path().join(format!("take-{i}.mid"))).unwrap();
+    }
+    let corpus = continuo::train::load_corpus(data.path()).unwrap();
+    assert_eq!(corpus.validation.len(), 1);
+    assert_eq!(corpus.train.len(), 4);
+    assert!(corpus.validation_overlaps);
+}

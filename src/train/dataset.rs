@@ -102,6 +102,9 @@ pub struct Corpus {
     pub skipped: Vec<Skipped>,
     /// Files that share a near-duplicate group with at least one other file.
     pub near_duplicate_files: usize,
+    /// A held-out file has versions in the training split (every file of the folder is a
+    /// version of another): the validation loss is optimistic.
+    pub validation_overlaps: bool,
 }
 
 impl Corpus {
@@ -160,22 +163,23 @@ pub fn load_corpus(folder: &Path) -> Result<Corpus, DataError> {
     }
     let groups = near_duplicate_groups(&pieces);
     let near_duplicate_files = groups.iter().filter(|g| g.len() > 1).map(Vec::len).sum();
-    let (train, validation) = split(pieces, groups);
+    let (train, validation, validation_overlaps) = split(pieces, groups);
     Ok(Corpus {
         folder: folder.to_owned(),
         train,
         validation,
         skipped,
         near_duplicate_files,
+        validation_overlaps,
     })
 }
 
 /// Splits by groups of near-duplicate files with a fixed seed: the same folder always gives
 /// the same split, and no held-out tune has a version in the training split (collections
 /// overlap: the same reel is in O'Neill's and in Ryan's).
-fn split(pieces: Vec<Piece>, mut groups: Vec<Vec<usize>>) -> (Vec<Piece>, Vec<Piece>) {
+fn split(pieces: Vec<Piece>, mut groups: Vec<Vec<usize>>) -> (Vec<Piece>, Vec<Piece>, bool) {
     if pieces.len() < 2 {
-        return (pieces.clone(), pieces);
+        return (pieces.clone(), pieces, true);
     }
     let n_val =
         ((pieces.len() as f64 * VALIDATION_SHARE).round() as usize).clamp(1, pieces.len() - 1);
@@ -189,6 +193,14 @@ fn split(pieces: Vec<Piece>, mut groups: Vec<Vec<usize>>) -> (Vec<Piece>, Vec<Pi
             taken += g.len();
         }
     }
+    let overlaps = taken == 0;
+    if overlaps {
+        // Every group is too big to hold out (a small folder of versions of one loop): one
+        // file of the smallest group is held out anyway, so validation is never empty; its
+        // versions in training make that loss optimistic, and the trainer says so.
+        let smallest = groups.iter().min_by_key(|g| g.len()).expect("pieces ≥ 2");
+        to_validation[smallest[0]] = true;
+    }
     let (validation, train): (Vec<_>, Vec<_>) =
         pieces.into_iter().zip(to_validation).partition(|(_, v)| *v);
     // Shuffled, so that evaluating the first files of either side samples every collection.
@@ -198,7 +210,7 @@ fn split(pieces: Vec<Piece>, mut groups: Vec<Vec<usize>>) -> (Vec<Piece>, Vec<Pi
         pieces.shuffle(&mut rng);
         pieces
     };
-    (strip(train), strip(validation))
+    (strip(train), strip(validation), overlaps)
 }
 
 /// Indices of the pieces grouped by near-duplication (transitively): two pieces are linked
@@ -447,7 +459,8 @@ mod tests {
             pieces.push(piece(&format!("p{i}"), &distinct));
         }
         let groups = near_duplicate_groups(&pieces);
-        let (train, validation) = split(pieces, groups);
+        let (train, validation, overlaps) = split(pieces, groups);
+        assert!(!overlaps);
         assert_eq!(train.len() + validation.len(), 20);
         let side = |name: &str| validation.iter().any(|p| p.path == Path::new(name));
         assert_eq!(side("tune"), side("variant"));

@@ -1,6 +1,7 @@
 //! Training and evaluation on a folder of MIDI files.
 
 pub mod baselines;
+pub mod card_text;
 pub mod copy;
 pub mod dataset;
 pub mod eval;
@@ -10,4 +11,4 @@ pub mod trainer;
 pub mod warm_start;
 
 pub use dataset::{load_corpus, Corpus, Piece, Skipped};
-pub use trainer::{train, TrainOptions, TrainReport};
+pub use trainer::{train, BaseMix, TrainOptions, TrainReport};

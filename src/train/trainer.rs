@@ -42,6 +42,18 @@ pub struct TrainOptions {
     pub max_val_windows: usize,
     /// Start from this model folder's weights instead of random ones (`--from`).
     pub from: Option<PathBuf>,
+    /// While fine-tuning, rehearse the base model's own corpus (against forgetting it) and
+    /// measure its held-out loss before and after (share 0: measure only).
+    pub base_mix: Option<BaseMix>,
+}
+
+/// A share of every batch drawn from another corpus's training split, and that corpus's
+/// held-out loss measured before and after, so forgetting is a number in the card.
+#[derive(Debug, Clone)]
+pub struct BaseMix {
+    pub data: PathBuf,
+    /// Share of each batch's windows, 0–1.
+    pub share: f64,
 }
 
 /// What a run reached.
@@ -64,6 +76,45 @@ struct RunState {
     train_curve: Vec<(usize, f64)>,
     val_curve: Vec<(usize, f64)>,
     initial_val_loss: Option<f64>,
+    #[serde(default)]
+    base_val_loss_before: Option<f64>,
+}
+
+/// The base corpus a fine-tuning run rehearses.
+struct Rehearsal {
+    sampler: WindowSampler,
+    validation: Vec<Vec<u32>>,
+    share: f64,
+}
+
+impl Rehearsal {
+    fn load(mix: &BaseMix, opts: &TrainOptions, seed: u64) -> Result<Rehearsal> {
+        let t0 = Instant::now();
+        let base = load_corpus(&mix.data)
+            .with_context(|| format!("reading the base corpus {}", mix.data.display()))?;
+        eprintln!(
+            "base corpus {} ({} files, {:.0} s to read): {:.0} % of each batch rehearses it; \
+             its held-out loss is measured before and after",
+            mix.data.display(),
+            base.train.len(),
+            t0.elapsed().as_secs_f64(),
+            mix.share * 100.0
+        );
+        Ok(Rehearsal {
+            sampler: WindowSampler::new(
+                training_stream(&base.train),
+                opts.seq_len,
+                seed ^ 0xBA5E,
+                true,
+            ),
+            validation: windows(
+                &packed_stream(&base.validation),
+                opts.seq_len,
+                opts.max_val_windows,
+            ),
+            share: mix.share.clamp(0.0, 1.0),
+        })
+    }
 }
 
 fn checkpoint_dir(out: &Path) -> PathBuf {
@@ -76,15 +127,20 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
     for s in &corpus.skipped {
         eprintln!("skipped {}: {}", s.path.display(), s.reason);
     }
-    let same_file = |a: &[super::dataset::Piece], b: &[super::dataset::Piece]| {
-        a.len() == 1 && b.len() == 1 && a[0].path == b[0].path
-    };
-    if same_file(&corpus.train, &corpus.validation) {
+    if corpus.train.len() == 1 && corpus.validation.len() == 1 {
         eprintln!(
             "only 1 usable file in {}: it is used for training and for validation, so the \
              validation loss shows how well the model learned that file, not how it \
              generalizes; add a second file to hold one out",
             opts.data.display()
+        );
+    } else if corpus.validation_overlaps {
+        eprintln!(
+            "every file in {} is a version of another (they share most 8-note runs), so the \
+             held-out file {} has versions in training and the validation loss is \
+             optimistic; add a file of other music to hold it out",
+            opts.data.display(),
+            corpus.validation[0].path.display()
         );
     }
     train_on(&corpus, opts, device)
@@ -142,17 +198,28 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
         opts.max_val_windows,
     );
     let train_tokens = train_stream.ids.len();
-    let mut sampler = WindowSampler::new(
-        train_stream,
-        opts.seq_len,
-        opts.seed ^ (state.step as u64).wrapping_mul(0x9E37),
-        true,
-    );
+    let seed = opts.seed ^ (state.step as u64).wrapping_mul(0x9E37);
+    let mut sampler = WindowSampler::new(train_stream, opts.seq_len, seed, true);
+    let rehearsal = match &opts.base_mix {
+        Some(mix) => Some(Rehearsal::load(mix, opts, seed)?),
+        None => None,
+    };
+    // Windows per batch from the base corpus; at least one is the new folder's.
+    let rehearsed = rehearsal.as_ref().map_or(0, |r| {
+        ((opts.batch as f64 * r.share).round() as usize).min(opts.batch - 1)
+    });
+    let mut rehearsal = rehearsal;
 
     if state.initial_val_loss.is_none() {
         let v = val_loss(&model, device, &val_windows, opts.batch)?;
         state.initial_val_loss = Some(v);
         state.val_curve.push((0, v));
+    }
+    if let Some(r) = rehearsal
+        .as_mut()
+        .filter(|_| state.base_val_loss_before.is_none())
+    {
+        state.base_val_loss_before = Some(val_loss(&model, device, &r.validation, opts.batch)?);
     }
 
     let bar = if opts.show_progress {
@@ -186,13 +253,11 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
             break;
         }
         let lr = learning_rate(opts.lr, p, opts.warmup);
-        let loss = window_loss(
-            &model,
-            sampler.batch(opts.batch),
-            opts.batch,
-            opts.seq_len,
-            device,
-        )?;
+        let mut ids = sampler.batch(opts.batch - rehearsed);
+        if let Some(r) = rehearsal.as_mut() {
+            ids.extend(r.sampler.batch(rehearsed));
+        }
+        let loss = window_loss(&model, ids, opts.batch, opts.seq_len, device)?;
         let grads = loss.backward()?;
         optimizer.step(&grads, lr, opts.clip)?;
         let loss = loss.to_scalar::<f32>()? as f64;
@@ -233,6 +298,10 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
     bar.finish_and_clear();
 
     let final_val = val_loss(&model, device, &val_windows, opts.batch)?;
+    let base_val_after = match &rehearsal {
+        Some(r) => Some(val_loss(&model, device, &r.validation, opts.batch)?),
+        None => None,
+    };
     if state.val_curve.last().map(|v| v.0) != Some(state.step) {
         state.val_curve.push((state.step, final_val));
     }
@@ -268,6 +337,13 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
             "near_duplicate_files": corpus.near_duplicate_files,
             "skipped_files": corpus.skipped.len(),
             "from": opts.from.as_ref().map(|p| p.display().to_string()),
+            "schedule": if opts.from.is_some() { "fine-tune" } else { "from scratch" },
+            "warmup_share": opts.warmup,
+            "base_mix": opts.base_mix.as_ref().map(|m| serde_json::json!({
+                "data": m.data.display().to_string(),
+                "share": rehearsed as f64 / opts.batch as f64,
+            })),
+            "validation_overlaps_training": corpus.validation_overlaps,
             "train_notes": Corpus::note_count(&corpus.train),
             "train_part_streams": corpus.train.iter().map(|p| p.parts.len()).sum::<usize>(),
             "train_stream_tokens": train_tokens,
@@ -284,9 +360,12 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
         metrics: serde_json::json!({
             "initial_val_loss": report.initial_val_loss,
             "final_val_loss": final_val,
+            "base_val_loss_before": state.base_val_loss_before,
+            "base_val_loss_after": base_val_after,
         }),
     };
     save_model(&opts.out, &varmap, &card)?;
+    super::card_text::write_card_text(&opts.out, &card)?;
     let mut guard = CopyGuard::new(
         corpus
             .train

@@ -11,12 +11,45 @@ use candle_nn::VarMap;
 use serde::Deserialize;
 use std::path::Path;
 
+/// Peak learning rate of a run `--from` a model (under a third of training from scratch's
+/// 1e-3). Measured from the shipped model on a 50-file style folder, 100 steps each
+/// (BENCHMARKS.md, "Fine-tuning"): 1e-3 learned the style a little faster and forgot the
+/// folk corpus fastest; 1e-4 learned it slowest.
+pub const FINE_TUNE_LR: f64 = 3e-4;
+/// Share of a fine-tuning run spent warming up: the weights are already trained, so a short
+/// warm-up only lets AdamW's moments settle before the peak rate.
+pub const FINE_TUNE_WARMUP: f64 = 0.02;
+/// Share of each fine-tuning batch drawn from the base model's own training corpus, when it
+/// is on disk: rehearsing the base's music is the guard against forgetting it. Measured at
+/// the rate above: half the batch rehearsed cost 0.03 nats/token on the style and halved the
+/// forgetting of a quarter (BENCHMARKS.md).
+pub const BASE_MIX_SHARE: f64 = 0.5;
+
 /// What `--from` needs of a base model's `config.json`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct BaseModel {
     pub name: String,
     pub architecture: Architecture,
     pub vocab: crate::model::files::VocabStamp,
+    #[serde(default)]
+    pub training: serde_json::Value,
+}
+
+impl BaseModel {
+    /// The folder the base was trained on, as its card records it, if it is on this disk
+    /// (a relative path is tried as given, then beside the base's own folder's parent).
+    pub fn corpus_folder(&self, base_dir: &Path) -> Option<std::path::PathBuf> {
+        let recorded = Path::new(self.training.get("data")?.as_str()?);
+        let candidates = [
+            recorded.to_owned(),
+            base_dir
+                .parent()
+                .and_then(Path::parent)
+                .map(|root| root.join(recorded))
+                .unwrap_or_default(),
+        ];
+        candidates.into_iter().find(|p| p.is_dir())
+    }
 }
 
 /// Reads the base folder's card; a vocabulary this version cannot extend is refused.

@@ -56,6 +56,7 @@ pub fn train_options(out: &Path, arch: Architecture, steps: usize) -> TrainOptio
         command: "test".into(),
         max_val_windows: 64,
         from: None,
+        base_mix: None,
     }
 }
 
@@ -73,4 +74,56 @@ pub fn tiny_model_dir() -> &'static Path {
         (dir, report)
     });
     Box::leak(dir.path().join("tiny").into_boxed_path())
+}
+
+/// A small "style" folder the fixtures lack: a syncopated minor-key riff (root, octave, fifth
+/// and a flat-seventh pickup on the off-beats), 16 bars, one file per key.
+pub fn style_folder(files: usize) -> tempfile::TempDir {
+    use continuo::midi_file::{write_midi, TrackToWrite};
+    use continuo::music::Note;
+    let dir = tempfile::tempdir().unwrap();
+    let riff: [(f64, f64, i32); 6] = [
+        (0.0, 0.5, 0),
+        (0.75, 0.25, 12),
+        (1.5, 0.5, 7),
+        (2.5, 0.25, 0),
+        (3.0, 0.5, 10),
+        (3.5, 0.25, 12),
+    ];
+    for f in 0..files {
+        let root = 36 + (f as i32 * 5) % 12;
+        let notes: Vec<Note> = (0..16)
+            .flat_map(|bar| {
+                riff.iter().map(move |&(s, d, step)| Note {
+                    start: bar as f64 * 4.0 + s,
+                    duration: d,
+                    pitch: (root + step) as u8,
+                    velocity: 100,
+                })
+            })
+            .collect();
+        let tracks = [TrackToWrite {
+            name: "riff",
+            channel: 0,
+            notes: &notes,
+        }];
+        write_midi(
+            &dir.path().join(format!("riff-{f}.mid")),
+            &tracks,
+            4.0,
+            124.0,
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// Options that fine-tune the tiny model on `data` for `steps` steps into `out`.
+pub fn fine_tune_options(data: &Path, out: &Path, steps: usize) -> TrainOptions {
+    let mut opts = train_options(out, tiny_transformer(), steps);
+    opts.data = data.to_owned();
+    opts.from = Some(tiny_model_dir().to_owned());
+    opts.lr = 1e-3;
+    opts.warmup = 0.02;
+    opts
 }

@@ -477,6 +477,14 @@ pub fn state_json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(&bytes[8..8 + len]).expect("state is JSON")
 }
 
+/// A saved state from its JSON, as nice-plug writes it (the inverse of [`state_json`]).
+pub fn state_bytes(json: &serde_json::Value) -> Vec<u8> {
+    let body = serde_json::to_vec(json).unwrap();
+    let mut bytes = (body.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(body);
+    bytes
+}
+
 /// (key → net count) of on minus off events; all zero when every on has its off.
 pub fn unbalanced(events: &[Out]) -> Vec<(i16, i16, i64)> {
     let mut counts: std::collections::BTreeMap<(i16, i16), i64> = Default::default();

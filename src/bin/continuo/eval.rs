@@ -10,6 +10,10 @@ pub struct EvalArgs {
     /// Folder of .mid files; evaluation uses its validation split (the files training held out).
     #[arg(long, required_unless_present = "primers")]
     data: Option<PathBuf>,
+    /// Score every file of --data, not its validation split: for a folder of files kept
+    /// out of training (e.g. a style's held-out songs).
+    #[arg(long, conflicts_with = "baselines")]
+    whole_folder: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -155,7 +159,11 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     };
     let device = best_device();
     let loaded = load_model(&a.model, &device)?;
-    let corpus = dataset::load_corpus(data)?;
+    let mut corpus = dataset::load_corpus(data)?;
+    if a.whole_folder {
+        let train = std::mem::take(&mut corpus.train);
+        corpus.validation.extend(train);
+    }
     for s in &corpus.skipped {
         eprintln!("skipped {}: {}", s.path.display(), s.reason);
     }

@@ -15,7 +15,7 @@ use continuo::music::texture::{
 use continuo::music::{detect_key, Key};
 use continuo::tokens::{Vocab, PREFIX_LEN};
 use continuo::train::eval::{continuation_stats, nll_by_kind, primer_cases, windows};
-use continuo::train::{dataset, train, TrainOptions};
+use continuo::train::{dataset, train, BaseMix, TrainOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -152,6 +152,14 @@ fn unit_f32(s: &str) -> Result<f32, String> {
     match s.parse::<f32>() {
         Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
         _ => Err(format!("'{s}' must be a number in (0, 1] (e.g. 0.95)")),
+    }
+}
+
+/// A share: a number from 0 to 1.
+fn share_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}' must be a share from 0 to 1 (e.g. 0.25)")),
     }
 }
 

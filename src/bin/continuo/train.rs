@@ -33,8 +33,20 @@ pub struct TrainArgs {
     seq_len: Option<u32>,
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     batch: u32,
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
+    /// Peak learning rate [default: 1e-3, or 3e-4 with --from].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Share of the run spent warming up [default: 0.05, or 0.02 with --from].
+    #[arg(long, value_parser = share_f64)]
+    warmup: Option<f64>,
+    /// With --from: the base model's training corpus, rehearsed against forgetting
+    /// [default: the folder its config.json names, when it is on disk].
+    #[arg(long)]
+    base_data: Option<PathBuf>,
+    /// With --from: share of each batch drawn from the base corpus [default: 0.5]; 0 turns
+    /// rehearsal off (the base corpus's held-out loss is still measured, before and after).
+    #[arg(long, value_parser = share_f64)]
+    base_mix: Option<f64>,
     /// Stop after this many optimizer steps.
     #[arg(long)]
     steps: Option<usize>,
@@ -101,7 +113,39 @@ fn base_architecture(a: &TrainArgs, dir: &Path) -> Result<Architecture> {
     Ok(arch)
 }
 
+/// Where and how much of the base corpus a fine-tuning run rehearses.
+fn base_mix(a: &TrainArgs) -> Result<Option<BaseMix>> {
+    use continuo::train::warm_start::{read_base, BASE_MIX_SHARE};
+    let Some(from) = &a.from else {
+        if a.base_data.is_some() || a.base_mix.is_some() {
+            bail!(
+                "--base-data and --base-mix go with --from (they rehearse the base model's corpus)"
+            );
+        }
+        return Ok(None);
+    };
+    let share = a.base_mix.unwrap_or(BASE_MIX_SHARE);
+    let data = match &a.base_data {
+        Some(d) => d.clone(),
+        None => match read_base(from)?.corpus_folder(from) {
+            Some(d) => d,
+            None => {
+                eprintln!(
+                    "the corpus {} was trained on is not on this disk: fine-tuning without \
+                     rehearsing it (give --base-data FOLDER to guard against forgetting)",
+                    from.display()
+                );
+                return Ok(None);
+            }
+        },
+    };
+    Ok(Some(BaseMix { data, share }))
+}
+
 pub fn run_train(a: TrainArgs) -> Result<()> {
+    use continuo::train::warm_start::{FINE_TUNE_LR, FINE_TUNE_WARMUP};
+    let fine_tune = a.from.is_some();
+    let base_mix = base_mix(&a)?;
     let architecture = match &a.from {
         Some(dir) => base_architecture(&a, dir)?,
         None => architecture(
@@ -130,8 +174,10 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         architecture,
         batch: a.batch as usize,
         seq_len,
-        lr: a.lr,
-        warmup: 0.05,
+        lr: a.lr.unwrap_or(if fine_tune { FINE_TUNE_LR } else { 1e-3 }),
+        warmup: a
+            .warmup
+            .unwrap_or(if fine_tune { FINE_TUNE_WARMUP } else { 0.05 }),
         steps: a.steps,
         minutes: a.minutes,
         seed: a.seed,
@@ -144,6 +190,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         command: command_line(),
         max_val_windows: 256,
         from: a.from.clone(),
+        base_mix,
     };
     let r = train(&opts, &device)?;
     if !r.skipped.is_empty() {
