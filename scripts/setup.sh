@@ -8,6 +8,8 @@ packages=(
   libxcb-xfixes0-dev libgl1-mesa-dev
   # headless editor screenshots
   xvfb x11-utils libgl1-mesa-dri
+  # the real-host check: Ardour 7 headless (ardour7-lua) with the VST3, scripts/ardour_check.py
+  ardour
 )
 missing=()
 for p in "${packages[@]}"; do

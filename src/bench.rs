@@ -35,6 +35,50 @@ pub struct BenchReport {
     pub first_note_ms: f64,
     /// Decoding at context 256 including grammar masks and sampling (what the plugin pays).
     pub generate_ms_per_token: f64,
+    /// This machine's f32 matrix-multiply rate through the same backend and threads: 1024 ×
+    /// 1024 times 1024 × 1024, the limit a training step is read against.
+    pub matmul_gflops_1024: f64,
+    /// Floating-point operations of one training token (forward and backward), by
+    /// [`training_flops_per_token`]; 0 for the LSTM.
+    pub train_flops_per_token: f64,
+    /// `train_tokens_per_s × train_flops_per_token`, in GFLOP/s.
+    pub train_gflops: f64,
+    /// `train_gflops / matmul_gflops_1024`.
+    pub train_share_of_matmul: f64,
+}
+
+/// FLOPs of one training token of a transformer, the count the speed issue uses: forward =
+/// 2 × the weights of every matrix product (attention projections, MLP, the tied output head)
+/// + the attention itself (scores and weighted values, 2 × 2 × T × d per layer, counted over
+/// the whole T × T square as it is computed); the backward costs twice the forward.
+pub fn training_flops_per_token(arch: &Architecture, seq_len: usize) -> f64 {
+    match arch {
+        Architecture::Transformer(c) => {
+            let d = c.d_model as f64;
+            let per_layer = 3.0 * d * d + d * d + 2.0 * d * c.d_ff as f64;
+            let weights = c.n_layers as f64 * per_layer + d * c.vocab_size as f64;
+            let attention = c.n_layers as f64 * 4.0 * seq_len as f64 * d;
+            3.0 * (2.0 * weights + attention)
+        }
+        Architecture::Lstm(_) => 0.0,
+    }
+}
+
+/// GFLOP/s of a 1024 × 1024 f32 matmul on `device` (best of a few after a warm-up).
+fn matmul_gflops(device: &Device) -> Result<f64> {
+    let n = 1024;
+    let a = Tensor::randn(0f32, 1.0, (n, n), device)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
+    a.matmul(&b)?.sum_all()?.to_scalar::<f32>()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..10 {
+        let t = Instant::now();
+        let c = a.matmul(&b)?;
+        device.synchronize()?;
+        best = best.min(t.elapsed().as_secs_f64());
+        drop(c);
+    }
+    Ok(2.0 * (n * n * n) as f64 / best / 1e9)
 }
 
 fn random_ids(rng: &mut impl Rng, n: usize, vocab: usize) -> Vec<u32> {
@@ -142,6 +186,7 @@ pub fn run(
     let varmap = VarMap::new();
     let model = Model::new(arch, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
 
+    let matmul_gflops_1024 = matmul_gflops(device)?;
     ops::set_fused(true);
     let fused = train_step_seconds(&model, &varmap, batch, seq_len, train_steps, device)?;
     ops::set_fused(false);
@@ -198,13 +243,20 @@ pub fn run(
         true
     })?;
 
+    let train_tokens_per_s = (batch * seq_len) as f64 / fused;
+    let train_flops_per_token = training_flops_per_token(arch, seq_len);
+    let train_gflops = train_tokens_per_s * train_flops_per_token / 1e9;
     Ok(BenchReport {
+        matmul_gflops_1024,
+        train_flops_per_token,
+        train_gflops,
+        train_share_of_matmul: train_gflops / matmul_gflops_1024,
         architecture: arch.clone(),
         parameters: arch.parameter_count(),
         threads: candle_core::utils::get_num_threads(),
         batch,
         seq_len,
-        train_tokens_per_s: (batch * seq_len) as f64 / fused,
+        train_tokens_per_s,
         train_tokens_per_s_plain_ops: (batch * seq_len) as f64 / plain,
         infer_ms_per_token_ctx64: cached[0],
         infer_ms_per_token_ctx256: cached[1],

@@ -84,6 +84,7 @@ fn the_editor_shows_primer_and_phrase_in_the_piano_roll() {
         gui.is_api_supported(&s.instance.plugin_handle(), config),
         "the editor does not support embedded X11"
     );
+    let threads_before_editor = threads();
     gui.create(&s.instance.plugin_handle(), config)
         .expect("create the editor");
     let size = gui
@@ -105,7 +106,10 @@ fn the_editor_shows_primer_and_phrase_in_the_piano_roll() {
     )
     .unwrap();
     conn.map_window(parent).unwrap();
-    conn.flush().unwrap();
+    // A round trip, so that the server has made the parent before the plugin's own connection
+    // names it (requests on two connections are not ordered: without it, ReparentWindow can
+    // meet BadWindow on a loaded machine).
+    conn.get_input_focus().unwrap().reply().unwrap();
     unsafe {
         gui.set_parent(
             &s.instance.plugin_handle(),
@@ -137,6 +141,7 @@ fn the_editor_shows_primer_and_phrase_in_the_piano_roll() {
     };
     rgb.save(&out).unwrap();
     gui.destroy(&s.instance.plugin_handle());
+    wait_for_editor_threads_to_end(&threads_before_editor);
     assert!(
         colours > 30,
         "the screenshot is nearly blank ({colours} colours): {}",
@@ -152,6 +157,44 @@ fn the_editor_shows_primer_and_phrase_in_the_piano_roll() {
         "no primer notes (grey) in the piano roll: {primer_px} pixels, {}",
         out.display()
     );
+}
+
+/// (thread id, name) of every thread of this process.
+fn threads() -> Vec<(u32, String)> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let tid = e.file_name().to_str()?.parse().ok()?;
+            let name = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            Some((tid, name.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The editor's window thread (baseview) finishes closing its X connection after `destroy`
+/// returns, and its GL driver's threads with it. A process that exits meanwhile runs the
+/// driver's finalizers under those threads and crashes (seen as SIGSEGV after "test result:
+/// ok"); a host that unloads the plugin at once would too. So the test waits for every thread
+/// the editor started to end, and fails if one outlives `destroy` by 10 s.
+fn wait_for_editor_threads_to_end(before: &[(u32, String)]) {
+    let started_by_editor = || -> Vec<(u32, String)> {
+        threads()
+            .into_iter()
+            .filter(|(tid, name)| {
+                !before.iter().any(|(b, _)| b == tid) && !name.starts_with("continuo-")
+            })
+            .collect()
+    };
+    let t = Instant::now();
+    while !started_by_editor().is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "threads the editor started still run 10 s after destroy: {:?}",
+            started_by_editor()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn capture(conn: &impl Connection, window: u32, w: u32, h: u32) -> image::RgbImage {

@@ -203,15 +203,20 @@ impl Clock {
             self.follow_bar(t.bar_start_beats, start_beat);
         }
         self.host_driven = host_driven;
-        let linear_end = start_beat + samples as f64 * beats_per_sample;
+        // The loop end must fall on a sample inside this block (offset 1..samples-1). One that
+        // rounds to the block's end is the next block's start: the host jumps there (positions
+        // summed block by block land a hair past a loop end that is exactly on a block
+        // boundary, and wrapping on the last sample would put every later pass one sample
+        // early, as Ardour showed).
         let wrap = t
             .loop_range
             .filter(|_| host_driven)
             .filter(|&(ls, le)| ls.is_finite() && le.is_finite() && le - ls >= MIN_LOOP_BEATS)
-            .filter(|&(_, le)| start_beat < le && le < linear_end)
-            .map(|(ls, le)| Wrap {
-                offset: (((le - start_beat) / beats_per_sample).round() as u32)
-                    .clamp(1, samples.saturating_sub(1).max(1) as u32),
+            .filter(|&(_, le)| start_beat < le)
+            .map(|(ls, le)| (ls, le, ((le - start_beat) / beats_per_sample).round()))
+            .filter(|&(_, _, offset)| offset >= 1.0 && offset < samples as f64)
+            .map(|(ls, le, offset)| Wrap {
+                offset: offset as u32,
                 from_beat: le,
                 to_beat: ls,
             });
@@ -420,5 +425,40 @@ mod tests {
         // Ardour shows the jump in the next block: where the wrap already put us.
         let next = c.advance(&looped(b.end_beat()), 512, sr);
         assert!(!next.discontinuity && next.wrap.is_none());
+    }
+
+    #[test]
+    fn a_loop_end_on_a_block_boundary_is_the_next_blocks_jump_not_a_wrap() {
+        // 4-bar loop at 120 BPM, 48 kHz, 1024-sample blocks: the loop end (384,000 samples)
+        // is the start of block 375. The first position is a hair late (a host's rounding), so
+        // the positions summed over 375 blocks end a hair past the loop end. The host jumps to
+        // the loop start there; the grid stays sample-exact.
+        let mut c = Clock::new();
+        let sr = 48_000.0;
+        let bps = 2.0 / sr;
+        let looped = |pos: f64| TransportInfo {
+            loop_range: Some((0.0, 16.0)),
+            ..playing(pos, 120.0)
+        };
+        let mut pos = 0.0;
+        let mut last = None;
+        for block in 0..375 {
+            let b = c.advance(&looped(block as f64 * 1024.0 * bps + 1e-10), 1024, sr);
+            assert!(b.wrap.is_none(), "block {block} wrapped");
+            pos = b.end_beat();
+            last = Some(b);
+        }
+        assert!((pos - 16.0).abs() < 1e-9);
+        assert_eq!(last.unwrap().offset_of(16.0 - bps), 1023);
+        let next = c.advance(&looped(0.0), 1024, sr);
+        assert!(next.discontinuity);
+        assert_eq!(next.start_beat, 0.0);
+        // A note on beat 8 of the next pass lands on its exact sample: 192,000 = block 187,
+        // offset 512 (what Ardour showed one sample early on every pass after the first).
+        let mut b = next;
+        for _ in 0..187 {
+            b = c.advance(&looped(b.end_beat()), 1024, sr);
+        }
+        assert_eq!(b.offset_of(8.0), 512);
     }
 }

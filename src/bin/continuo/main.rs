@@ -240,6 +240,13 @@ fn run_bench(a: BenchArgs) -> Result<()> {
     }
     println!("threads {}", r.threads);
     println!("training, batch {} × {} tokens: {:.0} tokens/s fused, {:.0} tokens/s plain candle ops ({:.2}×)", r.batch, r.seq_len, r.train_tokens_per_s, r.train_tokens_per_s_plain_ops, r.train_tokens_per_s / r.train_tokens_per_s_plain_ops);
+    println!(
+        "this machine's f32 matmul (1024², same backend): {:.0} GFLOP/s; training step {:.1} MFLOP/token = {:.0} GFLOP/s = {:.0} % of it",
+        r.matmul_gflops_1024,
+        r.train_flops_per_token / 1e6,
+        r.train_gflops,
+        100.0 * r.train_share_of_matmul
+    );
     println!("batch-1 decoding ms/token     ctx 64   ctx 256   ctx 512");
     println!(
         "  with KV cache              {:>7.2} {:>9.2} {:>9.2}",
