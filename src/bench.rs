@@ -22,6 +22,8 @@ pub struct BenchReport {
     pub train_tokens_per_s: f64,
     /// The same training step with candle's plain op compositions (no fused kernels).
     pub train_tokens_per_s_plain_ops: f64,
+    /// Where a fused training step's time goes.
+    pub train_step: StepTimes,
     pub infer_ms_per_token_ctx64: f64,
     pub infer_ms_per_token_ctx256: f64,
     pub infer_ms_per_token_ctx512: f64,
@@ -47,10 +49,10 @@ pub struct BenchReport {
     pub train_share_of_matmul: f64,
 }
 
-/// FLOPs of one training token of a transformer, the count the speed issue uses: forward =
-/// 2 × the weights of every matrix product (attention projections, MLP, the tied output head)
-/// + the attention itself (scores and weighted values, 2 × 2 × T × d per layer, counted over
-/// the whole T × T square as it is computed); the backward costs twice the forward.
+/// FLOPs of one training token of a transformer, the count the speed issue uses: the forward
+/// is 2 × the weights of every matrix product (attention projections, MLP, the tied output
+/// head) plus the attention itself (scores and weighted values, 2 × 2 × T × d per layer,
+/// counted over the whole T × T square as it is computed); the backward costs twice that.
 pub fn training_flops_per_token(arch: &Architecture, seq_len: usize) -> f64 {
     match arch {
         Architecture::Transformer(c) => {
@@ -85,7 +87,19 @@ fn random_ids(rng: &mut impl Rng, n: usize, vocab: usize) -> Vec<u32> {
     (0..n).map(|_| rng.gen_range(4..vocab as u32)).collect()
 }
 
-/// Seconds per training step (forward, backward, AdamW) averaged over `steps` after one warm-up.
+/// Seconds of one training step and of its three phases, averaged over the timed steps.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StepTimes {
+    pub total: f64,
+    /// Embedding to the loss (candle's CPU backend computes eagerly, so this is the work).
+    pub forward: f64,
+    pub backward: f64,
+    /// AdamW over every parameter, gradient clipping included.
+    pub optimizer: f64,
+}
+
+/// A training step (forward, backward, AdamW) timed by phase, averaged over `steps` after one
+/// warm-up.
 fn train_step_seconds(
     model: &Model,
     varmap: &VarMap,
@@ -93,26 +107,40 @@ fn train_step_seconds(
     seq_len: usize,
     steps: usize,
     device: &Device,
-) -> Result<f64> {
+) -> Result<StepTimes> {
     let vocab = match model {
         Model::Transformer(m) => m.config().vocab_size,
         Model::Lstm(_) => crate::tokens::Vocab.size(),
     };
     let mut opt = AdamW::for_varmap(varmap, 0.01)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    let mut step = |rng: &mut rand_chacha::ChaCha8Rng| -> Result<()> {
+    let mut step = |rng: &mut rand_chacha::ChaCha8Rng, times: &mut StepTimes| -> Result<()> {
         let ids = random_ids(rng, batch * (seq_len + 1), vocab);
+        let t = Instant::now();
         let loss = crate::train::trainer::window_loss(model, ids, batch, seq_len, device)?;
+        let forward = t.elapsed().as_secs_f64();
         let grads = loss.backward()?;
+        let backward = t.elapsed().as_secs_f64();
         opt.step(&grads, 1e-4, 1.0)?;
+        let total = t.elapsed().as_secs_f64();
+        times.forward += forward;
+        times.backward += backward - forward;
+        times.optimizer += total - backward;
+        times.total += total;
         Ok(())
     };
-    step(&mut rng)?;
-    let t = Instant::now();
+    step(&mut rng, &mut StepTimes::default())?;
+    let mut times = StepTimes::default();
     for _ in 0..steps {
-        step(&mut rng)?;
+        step(&mut rng, &mut times)?;
     }
-    Ok(t.elapsed().as_secs_f64() / steps as f64)
+    let n = steps.max(1) as f64;
+    Ok(StepTimes {
+        total: times.total / n,
+        forward: times.forward / n,
+        backward: times.backward / n,
+        optimizer: times.optimizer / n,
+    })
 }
 
 /// How `decode_ms` feeds each token.
@@ -243,7 +271,7 @@ pub fn run(
         true
     })?;
 
-    let train_tokens_per_s = (batch * seq_len) as f64 / fused;
+    let train_tokens_per_s = (batch * seq_len) as f64 / fused.total;
     let train_flops_per_token = training_flops_per_token(arch, seq_len);
     let train_gflops = train_tokens_per_s * train_flops_per_token / 1e9;
     Ok(BenchReport {
@@ -257,7 +285,8 @@ pub fn run(
         batch,
         seq_len,
         train_tokens_per_s,
-        train_tokens_per_s_plain_ops: (batch * seq_len) as f64 / plain,
+        train_tokens_per_s_plain_ops: (batch * seq_len) as f64 / plain.total,
+        train_step: fused,
         infer_ms_per_token_ctx64: cached[0],
         infer_ms_per_token_ctx256: cached[1],
         infer_ms_per_token_ctx512: cached[2],

@@ -37,19 +37,15 @@ function dsp_run (_, _, n_samples)
 	end
 	if not Session:transport_rolling () then return end
 	local pos = Session:transport_sample ()
-	local off_sample = CtrlPorts:array ()[1]
-	local t = offset_of (0, pos, n_samples)
-	if t then
+	-- The triad's note-ons (or note-offs) if timeline sample `at` falls in this cycle.
+	local function triad_at (at, status, velocity)
+		local t = offset_of (at, pos, n_samples)
+		if not t then return end
 		for _, key in ipairs (triad) do
-			midiout[m] = { time = t, data = { 0x90, key, 100 } }
+			midiout[m] = { time = t, data = { status, key, velocity } }
 			m = m + 1
 		end
 	end
-	t = offset_of (off_sample, pos, n_samples)
-	if t then
-		for _, key in ipairs (triad) do
-			midiout[m] = { time = t, data = { 0x80, key, 0 } }
-			m = m + 1
-		end
-	end
+	triad_at (0, 0x90, 100)
+	triad_at (CtrlPorts:array ()[1], 0x80, 0)
 end

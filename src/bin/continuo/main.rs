@@ -240,6 +240,14 @@ fn run_bench(a: BenchArgs) -> Result<()> {
     }
     println!("threads {}", r.threads);
     println!("training, batch {} × {} tokens: {:.0} tokens/s fused, {:.0} tokens/s plain candle ops ({:.2}×)", r.batch, r.seq_len, r.train_tokens_per_s, r.train_tokens_per_s_plain_ops, r.train_tokens_per_s / r.train_tokens_per_s_plain_ops);
+    let step = &r.train_step;
+    println!(
+        "training step {:.0} ms: forward {:.0} %, backward {:.0} %, optimizer {:.0} %",
+        step.total * 1e3,
+        100.0 * step.forward / step.total,
+        100.0 * step.backward / step.total,
+        100.0 * step.optimizer / step.total
+    );
     println!(
         "this machine's f32 matmul (1024², same backend): {:.0} GFLOP/s; training step {:.1} MFLOP/token = {:.0} GFLOP/s = {:.0} % of it",
         r.matmul_gflops_1024,
