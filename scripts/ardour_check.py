@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 RATE = 48000
 PRIMER_KEYS = (60, 64, 67)
@@ -58,6 +59,13 @@ def prepare_home(home, bundle):
     os.makedirs(vst3)
     installed = os.path.join(vst3, os.path.basename(bundle.rstrip("/")))
     shutil.copytree(bundle, installed)
+    # Ardour takes the scanner's cache as stale when it is older than the module, and the
+    # scanner stamps it to the whole second: a bundle built less than a second before the
+    # scan would never be listed. The copy is dated a minute back.
+    back = time.time() - 60
+    for folder, _, files in os.walk(installed):
+        for name in files:
+            os.utime(os.path.join(folder, name), (back, back))
     scripts = os.path.join(home, ".config", "ardour7", "scripts")
     os.makedirs(scripts)
     for name in ("continuo_test_primer.lua", "continuo_test_recorder.lua"):
