@@ -207,6 +207,19 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     let (_, _, tq, hd) = q.dims4()?;
     let tk = k.dim(2)?;
     let scale = 1.0 / (hd as f64).sqrt();
+    // Several queries at once (training, prefill): one op that never holds the scores. One
+    // query (a decoding step): the matmuls, on the decode pool's thread.
+    if fused_on(q) && tq > 1 {
+        let op = CausalAttention {
+            scale: scale as f32,
+            tq,
+            tk,
+            hd,
+        };
+        return q
+            .contiguous()?
+            .apply_op3(&k.contiguous()?, &v.contiguous()?, op);
+    }
     let scores = q.matmul(&k.t()?)?;
     let probs = if fused_on(q) {
         scores.contiguous()?.apply_op1(CausalSoftmax {
@@ -222,6 +235,153 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
         candle_nn::ops::softmax(&s, D::Minus1)?
     };
     probs.matmul(v)
+}
+
+/// Dot product with eight running sums, so that the compiler vectorises it (a single sum
+/// would have to stay in order).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `y += a·x`.
+#[inline(always)]
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+/// Causal attention as one op with its own backward, flash-style on the CPU: a query row's
+/// scores live in a scratch row of tk floats and the backward recomputes them, so the
+/// (b, h, tq, tk) scores and probabilities are never stored (32 × 4 × 256² floats = 33 MB per
+/// layer in training, each written, read and zero-filled for its gradient several times). One
+/// rayon task per (batch, head). Written here because candle 0.11 has no CPU attention kernel.
+struct CausalAttention {
+    scale: f32,
+    tq: usize,
+    tk: usize,
+    hd: usize,
+}
+
+impl CausalAttention {
+    /// Keys visible to query row `i` (its own position and every earlier one).
+    fn visible(&self, i: usize) -> usize {
+        self.tk - self.tq + i + 1
+    }
+
+    /// Softmax of query `qi`'s scaled scores against the first `visible` keys, into `p`.
+    fn probs(&self, qi: &[f32], k: &[f32], visible: usize, p: &mut [f32]) {
+        let hd = self.hd;
+        let mut max = f32::NEG_INFINITY;
+        for (j, pj) in p[..visible].iter_mut().enumerate() {
+            *pj = dot(qi, &k[j * hd..(j + 1) * hd]) * self.scale;
+            max = max.max(*pj);
+        }
+        let mut sum = 0f32;
+        for pj in &mut p[..visible] {
+            *pj = (*pj - max).exp();
+            sum += *pj;
+        }
+        let inv = 1.0 / sum;
+        for pj in &mut p[..visible] {
+            *pj *= inv;
+        }
+    }
+}
+
+impl CustomOp3 for CausalAttention {
+    fn name(&self) -> &'static str {
+        "continuo-causal-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?);
+        let (qn, kn, hd) = (self.tq * self.hd, self.tk * self.hd, self.hd);
+        let mut o = vec![0f32; q.len()];
+        o.par_chunks_mut(qn).enumerate().for_each(|(bh, o)| {
+            let (q, k, v) = (
+                &q[bh * qn..(bh + 1) * qn],
+                &k[bh * kn..(bh + 1) * kn],
+                &v[bh * kn..(bh + 1) * kn],
+            );
+            let mut p = vec![0f32; self.tk];
+            for i in 0..self.tq {
+                let visible = self.visible(i);
+                self.probs(&q[i * hd..(i + 1) * hd], k, visible, &mut p);
+                let oi = &mut o[i * hd..(i + 1) * hd];
+                for (j, &pj) in p[..visible].iter().enumerate() {
+                    axpy(oi, pj, &v[j * hd..(j + 1) * hd]);
+                }
+            }
+        });
+        Ok((CpuStorage::F32(o), l1.shape().clone()))
+    }
+
+    /// With P the probabilities, dO the output's gradient and D = rowsum(dO ∘ O):
+    /// dV = Pᵀ·dO, dS = P ∘ (dO·Vᵀ − D), dQ = scale·dS·K, dK = scale·dSᵀ·Q.
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        o: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (qv, kv, vv, ov, gv) = (vec_of(q)?, vec_of(k)?, vec_of(v)?, vec_of(o)?, vec_of(g)?);
+        let (qn, kn, hd) = (self.tq * self.hd, self.tk * self.hd, self.hd);
+        let mut dq = vec![0f32; qv.len()];
+        let mut dk = vec![0f32; kv.len()];
+        let mut dv = vec![0f32; vv.len()];
+        dq.par_chunks_mut(qn)
+            .zip(dk.par_chunks_mut(kn))
+            .zip(dv.par_chunks_mut(kn))
+            .enumerate()
+            .for_each(|(bh, ((dq, dk), dv))| {
+                let span = |n: usize| bh * n..(bh + 1) * n;
+                let (q, o, g) = (&qv[span(qn)], &ov[span(qn)], &gv[span(qn)]);
+                let (k, v) = (&kv[span(kn)], &vv[span(kn)]);
+                let mut p = vec![0f32; self.tk];
+                for i in 0..self.tq {
+                    let visible = self.visible(i);
+                    let row = i * hd..(i + 1) * hd;
+                    let (qi, gi) = (&q[row.clone()], &g[row.clone()]);
+                    self.probs(qi, k, visible, &mut p);
+                    let di = dot(gi, &o[row.clone()]);
+                    let dqi = &mut dq[row];
+                    for (j, &pj) in p[..visible].iter().enumerate() {
+                        let col = j * hd..(j + 1) * hd;
+                        let ds = pj * (dot(gi, &v[col.clone()]) - di) * self.scale;
+                        axpy(dqi, ds, &k[col.clone()]);
+                        axpy(&mut dk[col.clone()], ds, qi);
+                        axpy(&mut dv[col], pj, gi);
+                    }
+                }
+            });
+        let grad = |d: Vec<f32>, like: &Tensor| Tensor::from_vec(d, like.shape(), like.device());
+        Ok((Some(grad(dq, q)?), Some(grad(dk, k)?), Some(grad(dv, v)?)))
+    }
 }
 
 /// (tq, tk) additive mask: query i sits at absolute position tk − tq + i.
