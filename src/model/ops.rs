@@ -146,6 +146,26 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> 
 
 /// softmax(scale · x + causal mask) over the last dimension of (…, tq, tk) scores, where query
 /// row i sits at absolute position tk − tq + i.
+/// Keys visible to query row `i` of `tq` queries that are the last of `tk` positions: its own
+/// position and every earlier one (the causal rule of the softmax and the attention kernels).
+fn visible_keys(tq: usize, tk: usize, i: usize) -> usize {
+    tk - tq + i + 1
+}
+
+/// A numerically stable softmax of `row`, in place.
+fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0f32;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+}
+
 struct CausalSoftmax {
     scale: f32,
     tq: usize,
@@ -165,21 +185,11 @@ impl CustomOp1 for CausalSoftmax {
             .zip(x.par_chunks(tk))
             .enumerate()
             .for_each(|(row, (yr, xr))| {
-                let visible = tk - tq + row % tq + 1;
-                let max = xr[..visible]
-                    .iter()
-                    .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
-                    * scale;
-                let mut sum = 0f32;
-                for j in 0..visible {
-                    let e = (xr[j] * scale - max).exp();
-                    yr[j] = e;
-                    sum += e;
+                let visible = visible_keys(tq, tk, row % tq);
+                for (y, &x) in yr[..visible].iter_mut().zip(xr) {
+                    *y = x * scale;
                 }
-                let inv = 1.0 / sum;
-                for v in &mut yr[..visible] {
-                    *v *= inv;
-                }
+                softmax_in_place(&mut yr[..visible]);
             });
         Ok((CpuStorage::F32(y), layout.shape().clone()))
     }
@@ -278,28 +288,17 @@ struct CausalAttention {
 }
 
 impl CausalAttention {
-    /// Keys visible to query row `i` (its own position and every earlier one).
     fn visible(&self, i: usize) -> usize {
-        self.tk - self.tq + i + 1
+        visible_keys(self.tq, self.tk, i)
     }
 
     /// Softmax of query `qi`'s scaled scores against the first `visible` keys, into `p`.
     fn probs(&self, qi: &[f32], k: &[f32], visible: usize, p: &mut [f32]) {
         let hd = self.hd;
-        let mut max = f32::NEG_INFINITY;
         for (j, pj) in p[..visible].iter_mut().enumerate() {
             *pj = dot(qi, &k[j * hd..(j + 1) * hd]) * self.scale;
-            max = max.max(*pj);
         }
-        let mut sum = 0f32;
-        for pj in &mut p[..visible] {
-            *pj = (*pj - max).exp();
-            sum += *pj;
-        }
-        let inv = 1.0 / sum;
-        for pj in &mut p[..visible] {
-            *pj *= inv;
-        }
+        softmax_in_place(&mut p[..visible]);
     }
 }
 
