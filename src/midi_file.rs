@@ -320,6 +320,168 @@ pub fn midi_bytes(tracks: &[TrackToWrite<'_>], beats_per_bar: f64, tempo_bpm: f6
     bytes
 }
 
+/// A file's bytes with the melodic notes that start in `[from_beat, to_beat)` replaced by
+/// `notes` (timed in the file's beats); every other event keeps its track, tick and order,
+/// so the music outside those beats is unchanged. The new notes go to the track and channel
+/// that held most of the replaced ones (else the one with most melodic notes), before that
+/// track's end; at a tick they share, new note-offs come before the file's own events and
+/// new note-ons after them.
+pub fn replace_notes(
+    bytes: &[u8],
+    path: &Path,
+    from_beat: f64,
+    to_beat: f64,
+    notes: &[Note],
+) -> Result<Vec<u8>, MidiFileError> {
+    // Parse through the reader first: the same refusals (SMPTE, too long) and a tick rate.
+    let tpb = parse_midi(bytes, path)?.ticks_per_beat as f64;
+    let smf = Smf::parse(bytes).map_err(|e| MidiFileError::Parse {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let (from_tick, to_tick) = (
+        (from_beat * tpb).round() as u64,
+        (to_beat * tpb).round() as u64,
+    );
+    // Per track: absolute ticks, and which events belong to a replaced note.
+    let mut tracks: Vec<Vec<(u64, TrackEventKind)>> = Vec::new();
+    let mut removed: Vec<Vec<bool>> = Vec::new();
+    // (track, channel) → (replaced notes, melodic notes)
+    let mut counts: Vec<((usize, u8), usize, usize)> = Vec::new();
+    for (ti, track) in smf.tracks.iter().enumerate() {
+        let mut tick = 0u64;
+        let events: Vec<(u64, TrackEventKind)> = track
+            .iter()
+            .map(|e| {
+                tick += e.delta.as_int() as u64;
+                (tick, e.kind)
+            })
+            .collect();
+        let mut gone = vec![false; events.len()];
+        let mut open: Vec<VecDeque<(usize, bool)>> = vec![VecDeque::new(); 16 * 128];
+        for (i, &(t, kind)) in events.iter().enumerate() {
+            let TrackEventKind::Midi { channel, message } = kind else {
+                continue;
+            };
+            let ch = channel.as_int();
+            let (key, on) = match message {
+                MidiMessage::NoteOn { key, vel } => (key.as_int(), vel.as_int() > 0),
+                MidiMessage::NoteOff { key, .. } => (key.as_int(), false),
+                _ => continue,
+            };
+            if ch == DRUM_CHANNEL {
+                continue;
+            }
+            let slot = &mut open[ch as usize * 128 + key as usize];
+            if on {
+                let replaced = (from_tick..to_tick).contains(&t);
+                gone[i] = replaced;
+                slot.push_back((i, replaced));
+                let entry = match counts.iter().position(|(k, _, _)| *k == (ti, ch)) {
+                    Some(k) => k,
+                    None => {
+                        counts.push(((ti, ch), 0, 0));
+                        counts.len() - 1
+                    }
+                };
+                counts[entry].1 += replaced as usize;
+                counts[entry].2 += 1;
+            } else if let Some((_, replaced)) = slot.pop_front() {
+                gone[i] = replaced;
+            }
+        }
+        tracks.push(events);
+        removed.push(gone);
+    }
+    let (target, channel) = counts
+        .iter()
+        .max_by_key(|(_, replaced, all)| (*replaced, *all))
+        .map_or((tracks.len().saturating_sub(1), 0), |(k, _, _)| *k);
+    let channel = u4::new(channel);
+    let mut new_events: Vec<(u64, bool, u8, u8)> = Vec::new();
+    for n in &without_overlaps(notes) {
+        let on = (n.start * tpb).round().max(0.0) as u64;
+        let off = ((n.end() * tpb).round() as u64).max(on + 1);
+        new_events.push((on, true, n.pitch.min(127), n.velocity.clamp(1, 127)));
+        new_events.push((off, false, n.pitch.min(127), 0));
+    }
+    new_events.sort_by_key(|&(t, on, p, _)| (t, on, p));
+    let message = |on: bool, pitch: u8, vel: u8| TrackEventKind::Midi {
+        channel,
+        message: if on {
+            MidiMessage::NoteOn {
+                key: u7::new(pitch),
+                vel: u7::new(vel),
+            }
+        } else {
+            MidiMessage::NoteOff {
+                key: u7::new(pitch),
+                vel: u7::new(64),
+            }
+        },
+    };
+    let mut out_tracks = Vec::with_capacity(tracks.len());
+    for (ti, (events, gone)) in tracks.iter().zip(&removed).enumerate() {
+        let kept = events
+            .iter()
+            .zip(gone)
+            .filter(|(_, &g)| !g)
+            .map(|(e, _)| *e);
+        let mut merged: Vec<(u64, TrackEventKind)> = Vec::new();
+        if ti == target {
+            let is_end =
+                |k: &TrackEventKind| matches!(k, TrackEventKind::Meta(MetaMessage::EndOfTrack));
+            let mut pending = new_events.iter().peekable();
+            let mut end = None;
+            for (t, kind) in kept {
+                if is_end(&kind) {
+                    end = Some(t);
+                    continue;
+                }
+                // New events due before this one: offs at its tick, anything earlier.
+                while let Some(&&(nt, on, p, v)) = pending.peek() {
+                    if nt < t || (nt == t && !on) {
+                        merged.push((nt, message(on, p, v)));
+                        pending.next();
+                    } else {
+                        break;
+                    }
+                }
+                merged.push((t, kind));
+            }
+            for &(nt, on, p, v) in pending {
+                merged.push((nt, message(on, p, v)));
+            }
+            let last = merged.last().map_or(0, |e| e.0);
+            merged.push((
+                end.unwrap_or(0).max(last),
+                TrackEventKind::Meta(MetaMessage::EndOfTrack),
+            ));
+        } else {
+            merged.extend(kept);
+        }
+        let mut last = 0u64;
+        out_tracks.push(
+            merged
+                .into_iter()
+                .map(|(t, kind)| {
+                    let delta = u28::new((t - last) as u32);
+                    last = t;
+                    TrackEvent { delta, kind }
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    let smf = Smf {
+        header: smf.header,
+        tracks: out_tracks,
+    };
+    let mut out = Vec::new();
+    smf.write_std(&mut out)
+        .expect("writing MIDI to memory cannot fail");
+    Ok(out)
+}
+
 // midly's TrackName borrows bytes for the file's lifetime; names are short and few.
 fn leak_name(name: &str) -> &'static [u8] {
     Box::leak(name.as_bytes().to_vec().into_boxed_slice())
@@ -338,6 +500,90 @@ fn time_signature_for(beats_per_bar: f64) -> (u8, u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each track's events as (absolute tick, event), for comparing files event by event.
+    fn timeline(bytes: &[u8]) -> Vec<Vec<(u64, String)>> {
+        let smf = Smf::parse(bytes).unwrap();
+        smf.tracks
+            .iter()
+            .map(|t| {
+                let mut tick = 0;
+                t.iter()
+                    .map(|e| {
+                        tick += e.delta.as_int() as u64;
+                        (tick, format!("{:?}", e.kind))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn replacing_a_bars_notes_keeps_every_other_event_where_it_was() {
+        let n = |start: f64, duration: f64, pitch: u8| Note {
+            start,
+            duration,
+            pitch,
+            velocity: 90,
+        };
+        // A bass part and a lead; bar 2 (beats 4..8) is replaced. The lead's held note from
+        // bar 1 sounds into bar 2 and stays.
+        let bass: Vec<Note> = (0..12)
+            .map(|i| n(i as f64, 1.0, 36 + (i % 4) as u8))
+            .collect();
+        let lead = vec![n(0.0, 6.0, 72), n(4.5, 1.0, 74), n(8.0, 2.0, 76)];
+        let bytes = midi_bytes(
+            &[
+                TrackToWrite {
+                    name: "bass",
+                    channel: 1,
+                    notes: &bass,
+                },
+                TrackToWrite {
+                    name: "lead",
+                    channel: 0,
+                    notes: &lead,
+                },
+            ],
+            4.0,
+            100.0,
+        );
+        let new = [n(0.5 + 4.0, 0.5, 50), n(5.0, 3.0, 52)];
+        let out = replace_notes(&bytes, Path::new("x.mid"), 4.0, 8.0, &new).unwrap();
+        let (a, b) = (timeline(&bytes), timeline(&out));
+        let tpb = WRITE_TICKS_PER_BEAT as u64;
+        // The lead track is untouched but for its note starting in bar 2.
+        let outside = |t: &[(u64, String)], lo: u64, hi: u64| -> Vec<(u64, String)> {
+            t.iter()
+                .filter(|e| e.0 < lo || e.0 >= hi)
+                .cloned()
+                .collect()
+        };
+        assert_eq!(outside(&a[0], 0, 0), outside(&b[0], 0, 0));
+        assert_eq!(
+            outside(&a[2], 4 * tpb, 6 * tpb),
+            outside(&b[2], 4 * tpb, 6 * tpb)
+        );
+        assert_eq!(b[2].len(), a[2].len() - 2);
+        // The bass track (most of the replaced notes) holds the new ones on its channel.
+        let song = parse_midi(&out, Path::new("x.mid")).unwrap();
+        let bass_out = &song.parts[0].notes;
+        let in_bar_2: Vec<(f64, u8)> = bass_out
+            .iter()
+            .filter(|n| (4.0..8.0).contains(&n.start))
+            .map(|n| (n.start, n.pitch))
+            .collect();
+        assert_eq!(in_bar_2, vec![(4.5, 50), (5.0, 52)]);
+        let kept = |v: &[Note]| -> Vec<Note> {
+            v.iter()
+                .filter(|n| !(4.0..8.0).contains(&n.start))
+                .copied()
+                .collect()
+        };
+        assert_eq!(kept(bass_out), kept(&bass));
+        assert_eq!(song.parts[1].notes, vec![lead[0], lead[2]]);
+        assert!(timeline(&out)[1].last().unwrap().1.contains("EndOfTrack"));
+    }
 
     #[test]
     fn written_notes_read_back_identically() {

@@ -17,6 +17,13 @@
 //!
 //! Version 3 appends the texture tokens after version 2's ids, which keep their meaning, so
 //! a v2 model's weights can start a v3 training run (`continuo train --from`).
+//!
+//! Version 4 appends fill-in-the-middle markers, so one model both continues and infills:
+//! `prefix BOS Meter Bar … (bars before) Suffix(n) Bar … (bars after) Middle Bar … (the n
+//! bars between) FillEnd`. The suffix's bars are numbered after the gap of `n` bars, the
+//! middle's from the gap's first bar, so every note decodes to its place on one timeline.
+//! A v3 model reads every v4 sequence without markers: it loads and continues as before,
+//! and only infilling is refused ([`Vocab::can_infill`]).
 
 use crate::music::key::key_from_histogram;
 use crate::music::texture::{DENSITY_BINS, POLYPHONY_BINS, REGISTER_BINS};
@@ -37,11 +44,15 @@ pub const DURATION_TICKS: [u32; 27] = [
     144, 192,
 ];
 /// Bump when the meaning of any id changes; models record it and are refused on mismatch.
-pub const VOCAB_VERSION: u32 = 3;
+pub const VOCAB_VERSION: u32 = 4;
 /// Tokens before `BOS`: key, polyphony, density, register.
 pub const PREFIX_LEN: usize = 4;
 /// The vocabulary size of version 2, whose ids are the first ids of version 3.
 pub const V2_VOCAB_SIZE: usize = ANY_KEY as usize + 1;
+/// The vocabulary size of version 3, whose ids are the first ids of version 4.
+pub const V3_VOCAB_SIZE: usize = ANY_REGISTER as usize + 1;
+/// Most bars one infill fills (the `Suffix(n)` tokens).
+pub const MAX_FILL_BARS: u8 = 8;
 
 /// One event of the vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,6 +83,12 @@ pub enum Token {
     /// Texture prefix: register bin, 0..[`REGISTER_BINS`].
     Register(u8),
     AnyRegister,
+    /// Fill-in-the-middle: the bars after a gap of this many bars follow (1..=[`MAX_FILL_BARS`]).
+    Suffix(u8),
+    /// Fill-in-the-middle: the gap's bars follow.
+    Middle,
+    /// Fill-in-the-middle: the gap is filled.
+    FillEnd,
 }
 
 impl Token {
@@ -92,6 +109,7 @@ impl Token {
             | Token::AnyDensity
             | Token::Register(_)
             | Token::AnyRegister => "texture prefix",
+            Token::Suffix(_) | Token::Middle | Token::FillEnd => "infill marker",
         }
     }
 }
@@ -113,7 +131,10 @@ const DENSITY0: u32 = ANY_POLYPHONY + 1;
 const ANY_DENSITY: u32 = DENSITY0 + DENSITY_BINS as u32;
 const REGISTER0: u32 = ANY_DENSITY + 1;
 const ANY_REGISTER: u32 = REGISTER0 + REGISTER_BINS as u32;
-const VOCAB_SIZE: u32 = ANY_REGISTER + 1;
+const SUFFIX1: u32 = ANY_REGISTER + 1;
+const MIDDLE: u32 = SUFFIX1 + MAX_FILL_BARS as u32;
+const FILL_END: u32 = MIDDLE + 1;
+const VOCAB_SIZE: u32 = FILL_END + 1;
 
 /// The vocabulary: token ⇄ id, its size, version and a hash of its layout.
 #[derive(Debug, Clone, Copy, Default)]
@@ -130,9 +151,24 @@ impl Vocab {
 
     /// SHA-256 of every token's name in id order: changes whenever the layout does.
     pub fn hash(&self) -> String {
+        Self::hash_of_first(VOCAB_SIZE as usize)
+    }
+
+    /// The hash of version 3's layout: the first [`V3_VOCAB_SIZE`] ids, which v4 keeps.
+    pub fn v3_hash(&self) -> String {
+        Self::hash_of_first(V3_VOCAB_SIZE)
+    }
+
+    /// Whether a model whose output has `model_vocab_size` rows knows the infill markers
+    /// (a v3 model continues with this vocabulary but cannot fill a gap).
+    pub fn can_infill(&self, model_vocab_size: usize) -> bool {
+        model_vocab_size > FILL_END as usize
+    }
+
+    fn hash_of_first(n: usize) -> String {
         let mut h = Sha256::new();
-        for id in 0..VOCAB_SIZE {
-            h.update(format!("{:?};", self.token(id)));
+        for id in 0..n as u32 {
+            h.update(format!("{:?};", Vocab.token(id)));
         }
         h.finalize()
             .iter()
@@ -160,6 +196,9 @@ impl Vocab {
             Token::AnyDensity => ANY_DENSITY,
             Token::Register(b) => REGISTER0 + b as u32,
             Token::AnyRegister => ANY_REGISTER,
+            Token::Suffix(n) => SUFFIX1 + (n.clamp(1, MAX_FILL_BARS) as u32 - 1),
+            Token::Middle => MIDDLE,
+            Token::FillEnd => FILL_END,
         }
     }
 
@@ -182,6 +221,9 @@ impl Vocab {
             ANY_DENSITY => Token::AnyDensity,
             i if i < ANY_REGISTER => Token::Register((i - REGISTER0) as u8),
             ANY_REGISTER => Token::AnyRegister,
+            i if i < MIDDLE => Token::Suffix((i - SUFFIX1 + 1) as u8),
+            MIDDLE => Token::Middle,
+            FILL_END => Token::FillEnd,
             _ => return None,
         })
     }
@@ -346,6 +388,50 @@ impl Vocab {
     }
 }
 
+/// A token sequence cut at its bar lines: what comes before the first `Bar` (`BOS Meter`,
+/// or the tail of a bar when a window starts inside one), then each bar from its `Bar`.
+pub fn split_bars(ids: &[u32]) -> (&[u32], Vec<&[u32]>) {
+    let lines: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == BAR).collect();
+    let head = &ids[..lines.first().copied().unwrap_or(ids.len())];
+    let bars = lines
+        .iter()
+        .enumerate()
+        .map(|(k, &start)| &ids[start..lines.get(k + 1).copied().unwrap_or(ids.len())])
+        .collect();
+    (head, bars)
+}
+
+/// The two sides of a gap of whole bars, as the model reads them before it fills the gap:
+/// `before Suffix(bars) after Middle`. Training appends the gap's own bars and `FillEnd`;
+/// generation samples them. `after` holds whole bars (it starts on a `Bar`) or nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct InfillSides<'a> {
+    pub before: &'a [u32],
+    pub after: &'a [u32],
+    /// Bars in the gap, 1..=[`MAX_FILL_BARS`].
+    pub bars: u8,
+}
+
+impl InfillSides<'_> {
+    /// `before Suffix(bars) after Middle`.
+    pub fn prompt(&self) -> Vec<u32> {
+        let mut ids = Vec::with_capacity(self.before.len() + self.after.len() + 2);
+        ids.extend_from_slice(self.before);
+        ids.push(Vocab.id(Token::Suffix(self.bars)));
+        ids.extend_from_slice(self.after);
+        ids.push(MIDDLE);
+        ids
+    }
+
+    /// The whole infill sequence: the prompt, the gap's bars, `FillEnd`.
+    pub fn with_middle(&self, middle: &[u32]) -> Vec<u32> {
+        let mut ids = self.prompt();
+        ids.extend_from_slice(middle);
+        ids.push(FILL_END);
+        ids
+    }
+}
+
 /// Turns ids into notes one at a time, as a model produces them.
 #[derive(Debug, Clone, Default)]
 pub struct Decoder {
@@ -480,7 +566,22 @@ enum Stage {
     AfterPitch,
     AfterVelocity,
     AfterDuration,
+    /// After `Suffix(n)`: the suffix's first bar line, or `Middle` at once (nothing after the gap).
+    AfterSuffix,
+    /// After `Middle`: the gap's first bar line.
+    AfterMiddle,
     Ended,
+}
+
+/// Where a sequence is relative to an infill's gap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    /// Plain continuation, or the bars before a gap.
+    Before,
+    /// The bars after a gap of `bars` bars that starts at bar `gap_start`.
+    Suffix { bars: u8, gap_start: i64 },
+    /// Filling that gap: `opened` of its `bars` bars so far.
+    Middle { bars: u8, opened: u8 },
 }
 
 /// The state machine of well-formed token sequences.
@@ -492,6 +593,7 @@ pub struct Grammar {
     bars: i64,
     position: u32,
     last_pitch: Option<u8>,
+    section: Section,
 }
 
 impl Default for Grammar {
@@ -508,6 +610,7 @@ impl Grammar {
             bars: -1,
             position: 0,
             last_pitch: None,
+            section: Section::Before,
         }
     }
 
@@ -533,6 +636,23 @@ impl Grammar {
         self.stage == Stage::Ended
     }
 
+    /// Whether the sequence is filling a gap (after `Middle`, before `FillEnd`).
+    pub fn in_middle(&self) -> bool {
+        matches!(self.section, Section::Middle { .. }) && self.stage != Stage::Ended
+    }
+
+    /// Where a bar line may come: it may close the music (`EOS`), open a gap's suffix
+    /// (`Suffix(n)`, once), or start the middle after the suffix.
+    fn allows_at_bar_line(&self, id: u32) -> bool {
+        match self.section {
+            Section::Before => id == BAR || id == EOS || (SUFFIX1..MIDDLE).contains(&id),
+            Section::Suffix { .. } => id == BAR || id == MIDDLE,
+            Section::Middle { bars, opened } => {
+                (id == BAR && opened < bars) || (id == FILL_END && opened == bars)
+            }
+        }
+    }
+
     /// Whether a pitch token may come next at all (the sampler's pitch masks apply then).
     pub fn expects_pitch(&self) -> bool {
         matches!(self.stage, Stage::AfterPosition | Stage::AfterDuration)
@@ -546,16 +666,19 @@ impl Grammar {
             Stage::AfterPolyphony => (DENSITY0..=ANY_DENSITY).contains(&id),
             Stage::AfterDensity => (REGISTER0..=ANY_REGISTER).contains(&id),
             Stage::AfterBos => (METER0..POSITION0).contains(&id),
-            Stage::AfterMeter => id == BAR,
+            Stage::AfterMeter => {
+                id == BAR || (self.section == Section::Before && (SUFFIX1..MIDDLE).contains(&id))
+            }
+            Stage::AfterSuffix => id == BAR || id == MIDDLE,
+            Stage::AfterMiddle => id == BAR,
             Stage::BarOpen => {
-                id == BAR || id == EOS || (POSITION0..POSITION0 + self.bar_ticks).contains(&id)
+                self.allows_at_bar_line(id) || (POSITION0..POSITION0 + self.bar_ticks).contains(&id)
             }
             Stage::AfterPosition => (PITCH0..VELOCITY0).contains(&id),
             Stage::AfterPitch => (VELOCITY0..DURATION0).contains(&id),
             Stage::AfterVelocity => (DURATION0..KEY0).contains(&id),
             Stage::AfterDuration => {
-                id == BAR
-                    || id == EOS
+                self.allows_at_bar_line(id)
                     || (POSITION0 + self.position + 1..POSITION0 + self.bar_ticks).contains(&id)
                     || (PITCH0 + self.last_pitch.map_or(0, |p| p as u32 + 1)..VELOCITY0)
                         .contains(&id)
@@ -581,12 +704,30 @@ impl Grammar {
             POLYPHONY0..=ANY_POLYPHONY => self.stage = Stage::AfterPolyphony,
             DENSITY0..=ANY_DENSITY => self.stage = Stage::AfterDensity,
             REGISTER0..=ANY_REGISTER => self.stage = Stage::AfterRegister,
-            EOS | PAD => self.stage = Stage::Ended,
+            EOS | PAD | FILL_END => self.stage = Stage::Ended,
             BAR => {
                 self.bars += 1;
                 self.stage = Stage::BarOpen;
                 self.position = 0;
                 self.last_pitch = None;
+                if let Section::Middle { opened, .. } = &mut self.section {
+                    *opened += 1;
+                }
+            }
+            SUFFIX1..MIDDLE => {
+                let bars = (id - SUFFIX1 + 1) as u8;
+                let gap_start = self.bars + 1;
+                self.section = Section::Suffix { bars, gap_start };
+                // The suffix's first bar line opens the bar after the gap.
+                self.bars = gap_start + bars as i64 - 1;
+                self.stage = Stage::AfterSuffix;
+            }
+            MIDDLE => {
+                if let Section::Suffix { bars, gap_start } = self.section {
+                    self.section = Section::Middle { bars, opened: 0 };
+                    self.bars = gap_start - 1;
+                }
+                self.stage = Stage::AfterMiddle;
             }
             i if i < POSITION0 => {
                 self.bar_ticks = (i - METER0 + 1) * TICKS_PER_BEAT / 2;
@@ -807,6 +948,112 @@ mod tests {
         let tail_notes: Vec<Note> = quantize(&phrase).notes[1..].to_vec();
         assert_eq!(v.key_of_tokens(tail), crate::music::detect_key(&tail_notes));
         assert_eq!(v.key_of_tokens(&[BOS, BAR]), None);
+    }
+
+    #[test]
+    fn version_3_ids_keep_their_meaning_and_its_hash() {
+        let v = Vocab;
+        assert_eq!(V3_VOCAB_SIZE, 325);
+        assert_eq!(v.id(Token::AnyRegister) as usize, V3_VOCAB_SIZE - 1);
+        assert_eq!(v.id(Token::Suffix(1)) as usize, V3_VOCAB_SIZE);
+        assert_eq!(v.size(), V3_VOCAB_SIZE + MAX_FILL_BARS as usize + 2);
+        // The hash the shipped v3 model's config.json records.
+        assert_eq!(v.v3_hash(), "0ad7d660bd9215ec");
+        assert_ne!(v.hash(), v.v3_hash());
+        assert!(!v.can_infill(V3_VOCAB_SIZE));
+        assert!(v.can_infill(v.size()));
+    }
+
+    /// `BOS 4/4`, then bars of one quarter note each at `pitches`.
+    fn bars_of(pitches: &[u8]) -> (Vec<u32>, Vec<Vec<u32>>) {
+        let v = Vocab;
+        let head = vec![BOS, v.id(Token::Meter(8))];
+        let bars = pitches
+            .iter()
+            .map(|&p| {
+                vec![
+                    BAR,
+                    v.id(Token::Position(12)),
+                    v.id(Token::Pitch(p)),
+                    v.id(Token::Velocity(4)),
+                    v.id(Token::Duration(11)),
+                ]
+            })
+            .collect();
+        (head, bars)
+    }
+
+    #[test]
+    fn an_infill_sequence_decodes_every_note_to_its_own_bar() {
+        let (head, bars) = bars_of(&[60, 62, 64, 65, 67]);
+        let before = [head.clone(), bars[0].clone(), bars[1].clone()].concat();
+        let after = [bars[4].clone()].concat();
+        let middle = [bars[2].clone(), bars[3].clone()].concat();
+        let sides = InfillSides {
+            before: &before,
+            after: &after,
+            bars: 2,
+        };
+        let ids = sides.with_middle(&middle);
+        assert!(Grammar::accepts(&ids));
+        let plain = [head, bars.concat()].concat();
+        assert_eq!(Vocab.decode(&ids), Vocab.decode(&plain));
+        let starts: Vec<f64> = Vocab.decode(&ids).notes.iter().map(|n| n.start).collect();
+        assert_eq!(starts, vec![1.0, 5.0, 9.0, 13.0, 17.0]);
+        // split_bars takes it apart again.
+        let (h, b) = split_bars(&plain);
+        assert_eq!(h.len(), 2);
+        assert_eq!(b.len(), 5);
+        assert_eq!(b[3], &bars[3][..]);
+    }
+
+    #[test]
+    fn the_middle_holds_exactly_the_gaps_bars_and_no_end() {
+        let v = Vocab;
+        let (head, bars) = bars_of(&[60, 62, 64]);
+        let before = [head.clone(), bars[0].clone()].concat();
+        let sides = InfillSides {
+            before: &before,
+            after: &bars[2],
+            bars: 1,
+        };
+        let mut g = Grammar::new();
+        sides.prompt().iter().for_each(|&id| g.advance(id));
+        assert!(!g.in_middle() || g.allows(BAR));
+        assert!(g.allows(BAR) && !g.allows(FILL_END) && !g.allows(EOS));
+        g.advance(BAR);
+        assert!(g.in_middle());
+        assert_eq!(g.bar_index(), 1);
+        // Inside the gap's one bar: no second bar line, no EOS; FillEnd closes it.
+        assert!(!g.allows(BAR) && !g.allows(EOS) && g.allows(FILL_END));
+        for &id in &bars[1][1..] {
+            g.advance(id);
+        }
+        assert!(!g.allows(BAR) && !g.allows(EOS) && g.allows(FILL_END));
+        assert!(!g.allows(v.id(Token::Suffix(1))));
+        g.advance(FILL_END);
+        assert!(g.ended());
+        // A gap at the very start (nothing before it) and one at the end (nothing after).
+        let at_start = InfillSides {
+            before: &head,
+            after: &bars[1],
+            bars: 1,
+        };
+        assert!(Grammar::accepts(&at_start.with_middle(&bars[0])));
+        let at_end = InfillSides {
+            before: &[head.clone(), bars[0].clone(), bars[1].clone()].concat(),
+            after: &[],
+            bars: 1,
+        };
+        assert!(Grammar::accepts(&at_end.with_middle(&bars[2])));
+        // Markers out of place are refused.
+        assert!(!Grammar::accepts(&[BOS, MIDDLE]));
+        assert!(!Grammar::accepts(&[
+            BOS,
+            v.id(Token::Meter(8)),
+            BAR,
+            FILL_END
+        ]));
     }
 
     #[test]

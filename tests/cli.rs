@@ -268,3 +268,102 @@ fn eval_prints_the_required_json_fields() {
     }
     assert!(v["nll_per_note"].as_f64().unwrap() > v["nll_per_token"].as_f64().unwrap());
 }
+
+/// Every note of a file as (start tick, pitch, velocity, duration ticks), sorted.
+fn notes_of(path: &std::path::Path) -> Vec<(i64, u8, u8, i64)> {
+    let song = continuo::midi_file::read_midi(path).unwrap();
+    let tpb = song.ticks_per_beat as f64;
+    let mut v: Vec<_> = song
+        .melodic
+        .notes
+        .iter()
+        .map(|n| {
+            let t = |b: f64| (b * tpb).round() as i64;
+            (t(n.start), n.pitch, n.velocity, t(n.duration))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn bars_to_fill_regenerates_those_bars_and_keeps_every_other_bar() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_model_dir().display().to_string();
+    let idea = dir.path().join("idea.mid");
+    let primer = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/primers/a-minor-riff.mid"
+    );
+    let (ok, _, stderr) = continuo(&[
+        "generate",
+        "--model",
+        &model,
+        "--primer",
+        primer,
+        "--bars",
+        "4",
+        "--with-primer",
+        "--out",
+        idea.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let idea2 = dir.path().join("idea2.mid");
+    let mut changed = false;
+    for seed in ["1", "2", "3"] {
+        let (ok, stdout, stderr) = continuo(&[
+            "generate",
+            "--model",
+            &model,
+            "--infill",
+            idea.to_str().unwrap(),
+            "--bars-to-fill",
+            "3..4",
+            "--seed",
+            seed,
+            "--out",
+            idea2.to_str().unwrap(),
+        ]);
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("bars 3..4"), "{stdout}");
+        let bytes = std::fs::read(&idea).unwrap();
+        let tpb = continuo::midi_file::parse_midi(&bytes, &idea)
+            .unwrap()
+            .ticks_per_beat as i64;
+        let bar = 4 * tpb;
+        let (from, to) = (2 * bar, 4 * bar);
+        let outside = |v: Vec<(i64, u8, u8, i64)>| -> Vec<_> {
+            v.into_iter().filter(|n| n.0 < from || n.0 >= to).collect()
+        };
+        let (before, after) = (notes_of(&idea), notes_of(&idea2));
+        assert_eq!(
+            outside(before.clone()),
+            outside(after.clone()),
+            "seed {seed}"
+        );
+        let inside = |v: &[(i64, u8, u8, i64)]| -> Vec<_> {
+            v.iter()
+                .filter(|n| n.0 >= from && n.0 < to)
+                .copied()
+                .collect()
+        };
+        // The new notes start in bars 3–4 and end by bar 5's line.
+        assert!(inside(&after).iter().all(|n| n.0 + n.3 <= to));
+        changed |= inside(&before) != inside(&after);
+    }
+    assert!(changed, "three seeds never changed bars 3..4");
+    // A bad range is explained.
+    let (ok, _, stderr) = continuo(&[
+        "generate",
+        "--model",
+        &model,
+        "--infill",
+        idea.to_str().unwrap(),
+        "--bars-to-fill",
+        "4..2",
+        "--out",
+        idea2.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("last ≥ first"), "{stderr}");
+}

@@ -3,7 +3,7 @@
 
 use super::copy_guard::{CopyGuard, GUARD_FILE};
 use super::{Architecture, Model};
-use crate::tokens::Vocab;
+use crate::tokens::{Vocab, V3_VOCAB_SIZE};
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,24 @@ impl VocabStamp {
             hash: v.hash(),
             size: v.size(),
         }
+    }
+
+    /// Version 3, whose ids this version keeps: its models load and continue (they cannot
+    /// infill, [`Vocab::can_infill`]).
+    pub fn v3() -> Self {
+        Self {
+            version: 3,
+            hash: Vocab.v3_hash(),
+            size: V3_VOCAB_SIZE,
+        }
+    }
+
+    /// Whether a model stamped `self` with an output of `model_vocab_size` rows reads this
+    /// version's sequences.
+    pub fn is_readable(&self, model_vocab_size: usize) -> bool {
+        [Self::current(), Self::v3()]
+            .iter()
+            .any(|known| self == known && model_vocab_size == known.size)
     }
 }
 
@@ -129,7 +147,7 @@ pub fn parse_card(text: &str, config_path: &Path) -> Result<ModelCard, ModelErro
         });
     }
     let expected = VocabStamp::current();
-    if card.vocab != expected || card.architecture.vocab_size() != expected.size {
+    if !card.vocab.is_readable(card.architecture.vocab_size()) {
         return Err(ModelError::VocabMismatch {
             path: config_path,
             found_version: card.vocab.version,

@@ -49,6 +49,11 @@ impl Lstm {
         })
     }
 
+    /// Rows of the token table (and of the output).
+    pub fn vocab_size(&self) -> usize {
+        self.tokens.embeddings().dims()[0]
+    }
+
     /// Logits for every position of `ids` (batch, time) → (batch, time, vocab).
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         let mut x = self.tokens.forward(ids)?;

@@ -133,6 +133,15 @@ impl Model {
         }
     }
 
+    /// Token ids the model reads and scores (fewer than [`crate::tokens::Vocab::size`] for
+    /// a model of an older vocabulary that this one extends).
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Model::Transformer(m) => m.config().vocab_size,
+            Model::Lstm(m) => m.vocab_size(),
+        }
+    }
+
     pub fn new_cache(&self) -> DecodeCache {
         match self {
             Model::Transformer(_) => DecodeCache::Transformer(Default::default()),

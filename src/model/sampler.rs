@@ -6,7 +6,10 @@ use crate::music::in_kind::check_in_kind;
 pub use crate::music::texture::Rhythm;
 use crate::music::texture::{TextureRequest, TextureTargets};
 use crate::music::{detect_key, Key, Note, Phrase};
-use crate::tokens::{Decoder, Grammar, Token, Vocab, MAX_BAR_TICKS, PREFIX_LEN, TICKS_PER_BEAT};
+use crate::tokens::{
+    split_bars, Decoder, Grammar, InfillSides, Token, Vocab, MAX_BAR_TICKS, MAX_FILL_BARS,
+    PREFIX_LEN, TICKS_PER_BEAT,
+};
 use candle_core::{Device, Result, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -150,6 +153,10 @@ pub trait Scorer {
     fn step(&mut self, next: &[u32], fed: &[Vec<u32>]) -> Result<Vec<Vec<f32>>>;
     /// Longest context the scorer can read (the prompt is cut to half of it).
     fn max_context(&self) -> Option<usize>;
+    /// Whether it knows the fill-in-the-middle markers.
+    fn can_infill(&self) -> bool {
+        true
+    }
 }
 
 /// The neural model as a [`Scorer`]: KV cache, batched variations, and a sliding window
@@ -170,10 +177,21 @@ impl<'a> ModelScorer<'a> {
     }
 }
 
+/// Rows as wide as the vocabulary: a model of an older vocabulary that this one extends
+/// (v3) scores the ids it lacks at minus infinity, so they are never sampled.
+fn vocab_wide(mut rows: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+    let size = Vocab.size();
+    for r in &mut rows {
+        r.resize(size.max(r.len()), f32::NEG_INFINITY);
+    }
+    rows
+}
+
 impl Scorer for ModelScorer<'_> {
     fn start(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
         self.cache = self.model.new_cache();
-        prefill(self.model, self.device, prompts, &mut self.cache)?.to_vec2()
+        let rows = prefill(self.model, self.device, prompts, &mut self.cache)?.to_vec2()?;
+        Ok(vocab_wide(rows))
     }
 
     fn step(&mut self, next: &[u32], fed: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
@@ -190,11 +208,17 @@ impl Scorer for ModelScorer<'_> {
             return self.start(&windows);
         }
         let ids = Tensor::from_vec(next.to_vec(), (next.len(), 1), self.device)?;
-        self.model.decode_step(&ids, &mut self.cache)?.to_vec2()
+        Ok(vocab_wide(
+            self.model.decode_step(&ids, &mut self.cache)?.to_vec2()?,
+        ))
     }
 
     fn max_context(&self) -> Option<usize> {
         self.model.max_context()
+    }
+
+    fn can_infill(&self) -> bool {
+        Vocab.can_infill(self.model.vocab_size())
     }
 }
 
@@ -240,6 +264,23 @@ pub fn generate(
     generate_streaming(model, device, primer, opts, |_| true)
 }
 
+/// Fills bars `gap` of `phrase` with the model; see [`infill_with`].
+pub fn infill(
+    model: &Model,
+    device: &Device,
+    phrase: &Phrase,
+    gap: std::ops::Range<u32>,
+    opts: &GenerateOptions,
+) -> Result<Generated> {
+    infill_with(
+        &mut ModelScorer::new(model, device),
+        phrase,
+        gap,
+        opts,
+        |_| true,
+    )
+}
+
 /// Continues `primer`, calling `on_note` with each note as soon as it is decoded; stops
 /// early when `on_note` returns false (a newer request superseded this one).
 pub fn generate_streaming(
@@ -252,11 +293,98 @@ pub fn generate_streaming(
     generate_with(&mut ModelScorer::new(model, device), primer, opts, on_note)
 }
 
-/// The sampling loop over any [`Scorer`]: grammar, key and range masks, the copy guard,
-/// temperature, top-p, a seeded RNG per variation, the bar budget.
+/// The sampling loop over any [`Scorer`], continuing `primer` by `opts.bars` bars.
 pub fn generate_with(
     scorer: &mut dyn Scorer,
     primer: &Phrase,
+    opts: &GenerateOptions,
+    on_note: impl FnMut(StreamedNote) -> bool,
+) -> Result<Generated> {
+    let prompt = prompt_tokens(primer, opts, scorer.max_context());
+    sample_after(scorer, primer, prompt, opts, on_note)
+}
+
+/// Why a gap cannot be filled.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InfillError {
+    #[error("bars {first}..{last} are not a range of bars to fill: give 1 to {max} bars, counted from 1")]
+    BadRange { first: u32, last: u32, max: u8 },
+    #[error("this model was trained before infilling (vocabulary v3): it continues, but regenerating bars needs a model trained with fill-in-the-middle (`continuo train --from <it>`)")]
+    ModelCannotInfill,
+}
+
+/// Fills bars `gap` (0-based, end exclusive) of `phrase` anew, hearing the bars on both
+/// sides: the phrase's notes that start in the gap are left out of the prompt, the model is
+/// told the gap's length, and it samples `gap.len()` bars (`opts.bars` is ignored). Notes
+/// come back timed from the gap's first bar line and end by its last; the notes around
+/// the gap are the reference of the in-kind choice, the texture and the key.
+pub fn infill_with(
+    scorer: &mut dyn Scorer,
+    phrase: &Phrase,
+    gap: std::ops::Range<u32>,
+    opts: &GenerateOptions,
+    mut on_note: impl FnMut(StreamedNote) -> bool,
+) -> Result<Generated> {
+    let bars = gap.end.saturating_sub(gap.start);
+    if bars == 0 || bars > MAX_FILL_BARS as u32 {
+        return Err(candle_core::Error::Msg(
+            InfillError::BadRange {
+                first: gap.start + 1,
+                last: gap.end,
+                max: MAX_FILL_BARS,
+            }
+            .to_string(),
+        ));
+    }
+    if !scorer.can_infill() {
+        return Err(candle_core::Error::Msg(
+            InfillError::ModelCannotInfill.to_string(),
+        ));
+    }
+    let bpb = crate::tokens::quantize(phrase).beats_per_bar;
+    let (from, to) = (gap.start as f64 * bpb, gap.end as f64 * bpb);
+    let around = Phrase::new(
+        phrase
+            .notes
+            .iter()
+            .filter(|n| n.start < from || n.start >= to)
+            .copied()
+            .collect(),
+        phrase.beats_per_bar,
+    );
+    let prompt = infill_prompt(&around, gap.clone(), opts, scorer.max_context());
+    let opts = GenerateOptions {
+        bars,
+        start_on_downbeat: false,
+        ..opts.clone()
+    };
+    let gap_beats = to - from;
+    let clip = |n: Note| Note {
+        duration: n
+            .duration
+            .min(gap_beats - n.start)
+            .max(1.0 / TICKS_PER_BEAT as f64),
+        ..n
+    };
+    let mut g = sample_after(scorer, &around, prompt, &opts, |s| {
+        on_note(StreamedNote {
+            note: clip(s.note),
+            ..s
+        })
+    })?;
+    for v in &mut g.variations {
+        v.notes.iter_mut().for_each(|n| *n = clip(*n));
+    }
+    Ok(g)
+}
+
+/// The sampling loop after a prompt: grammar, key and range masks, the copy guard,
+/// temperature, top-p, a seeded RNG per variation, the bar budget. `reference` is the music
+/// the answer is in kind with (the primer; the bars around a gap).
+fn sample_after(
+    scorer: &mut dyn Scorer,
+    primer: &Phrase,
+    prompt: Prompt,
     opts: &GenerateOptions,
     mut on_note: impl FnMut(StreamedNote) -> bool,
 ) -> Result<Generated> {
@@ -267,8 +395,15 @@ pub fn generate_with(
     // rows (and their random streams) are the variations themselves.
     let v = variations * candidates;
     let streaming = candidates == 1;
-    let (prompt, start_bar, beats_per_bar) = prompt_tokens(primer, opts, scorer.max_context());
+    let Prompt {
+        ids: prompt,
+        first_bar,
+        start_bar,
+        beats_per_bar,
+    } = prompt;
     let start_beat = start_bar as f64 * beats_per_bar;
+    // The decoder counts bars from the prompt's first bar line.
+    let decoded_offset = first_bar as f64 * beats_per_bar - start_beat;
 
     let mut grammar = Grammar::new();
     for &id in &prompt {
@@ -328,6 +463,7 @@ pub fn generate_with(
     let pad = vocab.id(Token::Pad);
     let bar = vocab.id(Token::Bar);
     let eos = vocab.id(Token::Eos);
+    let fill_end = vocab.id(Token::FillEnd);
     let downbeat = vocab.id(Token::Position(0));
     let mut cancelled = false;
     while !done.iter().all(|&d| d) && steps < max_steps && !cancelled {
@@ -368,7 +504,7 @@ pub fn generate_with(
                 }
             }
             let id = sample(&rows[i], &mask, opts.temperature, opts.top_p, &mut rngs[i]);
-            if id == bar && decoders[i].grammar().bars_opened() >= end_bars {
+            if (id == bar && decoders[i].grammar().bars_opened() >= end_bars) || id == fill_end {
                 done[i] = true;
                 next.push(pad);
                 continue;
@@ -387,7 +523,7 @@ pub fn generate_with(
             }
             if let Some(n) = decoders[i].push(id) {
                 let note = Note {
-                    start: n.start - start_beat,
+                    start: n.start + decoded_offset,
                     ..n
                 };
                 out[i].push(note);
@@ -488,26 +624,43 @@ fn prefill(
     model.forward_cached(&ids, cache)
 }
 
+/// What the sampling loop reads before it samples, and where what it samples goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    pub ids: Vec<u32>,
+    /// The phrase's bar that the prompt's first bar line opens (earlier bars were cut to fit
+    /// the model's context).
+    pub first_bar: u32,
+    /// The phrase's bar the sampled notes start in.
+    pub start_bar: u32,
+    pub beats_per_bar: f64,
+}
+
+/// The key and texture prefix a generation tells the model about `reference`.
+fn told_prefix(reference: &Phrase, opts: &GenerateOptions) -> [u32; PREFIX_LEN] {
+    let bpb = crate::tokens::quantize(reference).beats_per_bar;
+    Vocab.prefix(
+        opts.told_key(reference),
+        opts.texture.bins_for(&reference.notes, bpb),
+    )
+}
+
 /// The key prefix, then the primer's tokens with a bar line appended, cut to its last bars if
-/// it would fill more than half the model's context. Returns (tokens, bar where the
-/// continuation starts, bar length).
-pub fn prompt_tokens(
-    primer: &Phrase,
-    opts: &GenerateOptions,
-    max_ctx: Option<usize>,
-) -> (Vec<u32>, u32, f64) {
+/// it would fill more than half the model's context.
+pub fn prompt_tokens(primer: &Phrase, opts: &GenerateOptions, max_ctx: Option<usize>) -> Prompt {
     let vocab = Vocab;
-    let bpb_told = crate::tokens::quantize(primer).beats_per_bar;
-    let prefix = vocab.prefix(
-        opts.told_key(primer),
-        opts.texture.bins_for(&primer.notes, bpb_told),
-    );
+    let prefix = told_prefix(primer, opts);
     let with_prefix = |ids: Vec<u32>| -> Vec<u32> { prefix.iter().copied().chain(ids).collect() };
     if primer.notes.is_empty() {
         let empty = Phrase::new(vec![], opts.beats_per_bar);
         let ids = vocab.encode(&empty, false);
         let bpb = vocab.decode(&ids).beats_per_bar;
-        return (with_prefix(ids), 0, bpb);
+        return Prompt {
+            ids: with_prefix(ids),
+            first_bar: 0,
+            start_bar: 0,
+            beats_per_bar: bpb,
+        };
     }
     let bpb = crate::tokens::quantize(primer).beats_per_bar;
     let bars = primer.bar_count() as u32;
@@ -519,9 +672,84 @@ pub fn prompt_tokens(
         // The encoding ends in the primer's last bar; the continuation opens the next one.
         ids.push(vocab.id(Token::Bar));
         if ids.len() < budget || first_bar + 1 >= bars {
-            return (with_prefix(ids), bars, bpb);
+            return Prompt {
+                ids: with_prefix(ids),
+                first_bar,
+                start_bar: bars,
+                beats_per_bar: bpb,
+            };
         }
         first_bar += 1;
+    }
+}
+
+/// Tokens the model is expected to spend per bar it fills: room kept in the context.
+const FILL_TOKENS_PER_BAR: usize = 48;
+
+/// The prefix, the bars before `gap` (from `BOS Meter`), `Suffix(n)`, the bars after it,
+/// `Middle` and the gap's first bar line ([`InfillSides`]). `around` holds no note in the
+/// gap. Bars far from the gap are left out, nearest kept first and alternately on either side,
+/// until the prompt and the room for the gap's bars fit the model's context.
+pub fn infill_prompt(
+    around: &Phrase,
+    gap: std::ops::Range<u32>,
+    opts: &GenerateOptions,
+    max_ctx: Option<usize>,
+) -> Prompt {
+    let vocab = Vocab;
+    let bpb = crate::tokens::quantize(around).beats_per_bar;
+    let n = gap.end - gap.start;
+    let ids = vocab.encode(around, false);
+    let (head, bars) = split_bars(&ids);
+    // A bar past the last note is a bare bar line: the bars before the gap are all there.
+    let bar_line = [vocab.id(Token::Bar)];
+    let bar = |i: u32| bars.get(i as usize).copied();
+    let bar_before = |i: u32| bar(i).unwrap_or(&bar_line);
+    let ctx = max_ctx.unwrap_or(usize::MAX / 2);
+    let room = ctx.saturating_sub(PREFIX_LEN + head.len() + 3 + FILL_TOKENS_PER_BAR * n as usize);
+    // Nearest bars first: before the gap, after it, then one further on each side…
+    let (mut lo, mut hi, mut used) = (gap.start, gap.end, 0usize);
+    let (mut before_open, mut after_open) = (true, true);
+    while before_open || after_open {
+        if before_open {
+            match lo.checked_sub(1).map(|i| (i, bar_before(i))) {
+                Some((i, b)) if used + b.len() <= room => {
+                    used += b.len();
+                    lo = i;
+                }
+                _ => before_open = false,
+            }
+        }
+        if after_open {
+            match bar(hi) {
+                Some(b) if used + b.len() <= room => {
+                    used += b.len();
+                    hi += 1;
+                }
+                _ => after_open = false,
+            }
+        }
+    }
+    // Bars that lie in the gap (empty: `around` has no notes there) are the gap's own.
+    let mut before: Vec<u32> = head.to_vec();
+    (lo..gap.start).for_each(|i| before.extend_from_slice(bar_before(i)));
+    let after: Vec<u32> = (gap.end..hi)
+        .filter_map(bar)
+        .flat_map(|b| b.iter().copied())
+        .collect();
+    let sides = InfillSides {
+        before: &before,
+        after: &after,
+        bars: n as u8,
+    };
+    let mut prompt: Vec<u32> = told_prefix(around, opts).to_vec();
+    prompt.extend(sides.prompt());
+    prompt.push(vocab.id(Token::Bar));
+    Prompt {
+        ids: prompt,
+        first_bar: lo,
+        start_bar: gap.start,
+        beats_per_bar: bpb,
     }
 }
 
@@ -703,7 +931,13 @@ mod tests {
             }],
             4.0,
         );
-        let (ids, start_bar, bpb) = prompt_tokens(&primer, &GenerateOptions::default(), Some(256));
+        let Prompt {
+            ids,
+            start_bar,
+            beats_per_bar: bpb,
+            first_bar,
+        } = prompt_tokens(&primer, &GenerateOptions::default(), Some(256));
+        assert_eq!(first_bar, 0);
         assert_eq!(ids[0], Vocab.key_prefix(detect_key(&primer.notes)));
         assert_eq!(start_bar, 1);
         assert_eq!(bpb, 4.0);

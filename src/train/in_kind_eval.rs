@@ -2,10 +2,10 @@
 //! `ROLE--name.mid`, by role and overall, so anyone can measure a model on their own primers.
 
 use crate::midi_file::read_midi;
-use crate::model::sampler::{generate_with, Scorer};
+use crate::model::sampler::{generate_with, infill_with, Scorer};
 use crate::model::GenerateOptions;
 use crate::music::in_kind::{check_in_kind, InKind};
-use crate::music::Phrase;
+use crate::music::{Note, Phrase};
 use crate::train::dataset::midi_files;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -106,6 +106,23 @@ pub struct InKindReport {
 }
 
 impl InKindReport {
+    fn of(
+        by_role: &BTreeMap<String, Tally>,
+        overall: &Tally,
+        primers: usize,
+        seeds: usize,
+    ) -> Self {
+        InKindReport {
+            by_role: by_role
+                .iter()
+                .map(|(k, t)| (k.clone(), t.rates()))
+                .collect(),
+            overall: overall.rates(),
+            primers,
+            seeds,
+        }
+    }
+
     /// A plain-text table, a row per role and one overall.
     pub fn table(&self) -> String {
         let mut s = format!(
@@ -172,13 +189,71 @@ pub fn in_kind_report(
             overall.add(&k);
         }
     }
-    Ok(InKindReport {
-        by_role: by_role
-            .iter()
-            .map(|(k, t)| (k.clone(), t.rates()))
-            .collect(),
-        overall: overall.rates(),
-        primers: primers.len(),
-        seeds,
-    })
+    Ok(InKindReport::of(&by_role, &overall, primers.len(), seeds))
+}
+
+/// The bars a gap leaves around it, as one phrase without the gap: the notes before it, then
+/// those after it moved back by its length. What an infilled bar is checked in kind with.
+pub fn around_gap(phrase: &Phrase, gap: std::ops::Range<u32>) -> Phrase {
+    let bpb = crate::tokens::quantize(phrase).beats_per_bar;
+    let (from, to) = (gap.start as f64 * bpb, gap.end as f64 * bpb);
+    let notes = phrase
+        .notes
+        .iter()
+        .filter(|n| n.start < from || n.start >= to)
+        .map(|n| Note {
+            start: if n.start >= to {
+                n.start - (to - from)
+            } else {
+                n.start
+            },
+            ..*n
+        })
+        .collect();
+    Phrase::new(notes, phrase.beats_per_bar)
+}
+
+/// Infilling in kind: each primer is continued by `opts.bars` bars (seeds 0..seeds), then
+/// one bar of that answer (bar `seed mod bars`) is filled anew, hearing every other bar of
+/// primer and answer, as the editor's *Regenerate bar* does; the filled bar is checked with
+/// the six checks against the bars around it ([`around_gap`]).
+pub fn infill_in_kind_report(
+    scorer: &mut dyn Scorer,
+    primers: &[RolePrimer],
+    opts: &GenerateOptions,
+    seeds: usize,
+) -> candle_core::Result<InKindReport> {
+    let mut by_role: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut overall = Tally::default();
+    for p in primers {
+        let bpb = crate::tokens::quantize(&p.primer).beats_per_bar;
+        for seed in 0..seeds as u64 {
+            let o = GenerateOptions {
+                seed,
+                variations: 1,
+                beats_per_bar: bpb,
+                ..opts.clone()
+            };
+            let g = generate_with(scorer, &p.primer, &o, |_| true)?;
+            let answer = g.variations[0].notes.iter().map(|n| Note {
+                start: n.start + g.start_beat,
+                ..*n
+            });
+            let phrase = Phrase::new(p.primer.notes.iter().copied().chain(answer).collect(), bpb);
+            let first_answer_bar = (g.start_beat / bpb).round() as u32;
+            let bar = first_answer_bar + (seed as u32 % opts.bars.max(1));
+            let filled = infill_with(scorer, &phrase, bar..bar + 1, &o, |_| true)?;
+            let around = around_gap(&phrase, bar..bar + 1);
+            let k = check_in_kind(
+                &around.notes,
+                (first_answer_bar + opts.bars - 1) as usize,
+                &filled.variations[0].notes,
+                1,
+                bpb,
+            );
+            by_role.entry(p.role.clone()).or_default().add(&k);
+            overall.add(&k);
+        }
+    }
+    Ok(InKindReport::of(&by_role, &overall, primers.len(), seeds))
 }

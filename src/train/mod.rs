@@ -6,6 +6,7 @@ pub mod copy;
 pub mod dataset;
 pub mod eval;
 pub mod in_kind_eval;
+pub mod infill_eval;
 pub mod optim;
 pub mod trainer;
 pub mod warm_start;

@@ -45,6 +45,8 @@ pub struct TrainOptions {
     /// While fine-tuning, rehearse the base model's own corpus (against forgetting it) and
     /// measure its held-out loss before and after (share 0: measure only).
     pub base_mix: Option<BaseMix>,
+    /// Share of windows rearranged as fill-in-the-middle ([`super::dataset::FILL_SHARE`]).
+    pub fill_share: f64,
 }
 
 /// A share of every batch drawn from another corpus's training split, and that corpus's
@@ -106,7 +108,8 @@ impl Rehearsal {
                 opts.seq_len,
                 seed ^ 0xBA5E,
                 true,
-            ),
+            )
+            .with_fill_share(opts.fill_share),
             validation: windows(
                 &packed_stream(&base.validation),
                 opts.seq_len,
@@ -199,7 +202,8 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
     );
     let train_tokens = train_stream.ids.len();
     let seed = opts.seed ^ (state.step as u64).wrapping_mul(0x9E37);
-    let mut sampler = WindowSampler::new(train_stream, opts.seq_len, seed, true);
+    let mut sampler =
+        WindowSampler::new(train_stream, opts.seq_len, seed, true).with_fill_share(opts.fill_share);
     let rehearsal = match &opts.base_mix {
         Some(mix) => Some(Rehearsal::load(mix, opts, seed)?),
         None => None,
@@ -339,6 +343,7 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
             "from": opts.from.as_ref().map(|p| p.display().to_string()),
             "schedule": if opts.from.is_some() { "fine-tune" } else { "from scratch" },
             "warmup_share": opts.warmup,
+            "fill_share": opts.fill_share,
             "base_mix": opts.base_mix.as_ref().map(|m| serde_json::json!({
                 "data": m.data.display().to_string(),
                 "share": rehearsed as f64 / opts.batch as f64,

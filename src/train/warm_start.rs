@@ -1,10 +1,10 @@
 //! Starting a training run from another model folder's weights (`continuo train --from`):
 //! fine-tuning on a user's folder, and carrying a model across a vocabulary version that
-//! only appended tokens (v2 → v3 appended the texture prefix).
+//! only appended tokens (v2 → v3 appended the texture prefix, v3 → v4 the infill markers).
 
 use crate::model::files::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::model::Architecture;
-use crate::tokens::{Vocab, V2_VOCAB_SIZE};
+use crate::tokens::{Vocab, V2_VOCAB_SIZE, V3_VOCAB_SIZE};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
@@ -65,10 +65,11 @@ pub fn read_base(dir: &Path) -> Result<BaseModel> {
         .with_context(|| format!("--from: {} is not a Continuo model config", path.display()))?;
     let v = Vocab;
     let same = base.vocab.version == v.version() && base.vocab.size == v.size();
-    let extendable = base.vocab.version == 2 && base.vocab.size == V2_VOCAB_SIZE;
+    let extendable = (base.vocab.version == 2 && base.vocab.size == V2_VOCAB_SIZE)
+        || (base.vocab.version == 3 && base.vocab.size == V3_VOCAB_SIZE);
     if !(same || extendable) {
         bail!(
-            "--from {}: its vocabulary v{} ({} tokens) is neither this version's (v{}) nor one it extends (v2)",
+            "--from {}: its vocabulary v{} ({} tokens) is neither this version's (v{}) nor one it extends (v2, v3)",
             dir.display(),
             base.vocab.version,
             base.vocab.size,

@@ -57,6 +57,7 @@ pub fn train_options(out: &Path, arch: Architecture, steps: usize) -> TrainOptio
         max_val_windows: 64,
         from: None,
         base_mix: None,
+        fill_share: continuo::train::dataset::FILL_SHARE,
     }
 }
 

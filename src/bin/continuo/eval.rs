@@ -51,6 +51,34 @@ pub struct EvalArgs {
     /// Sample without the model's copy guard, to measure what it changes.
     #[arg(long)]
     no_copy_guard: bool,
+    /// Infilling: with --data, also the NLL per note of held-out gaps of 1 and 2 bars given
+    /// both sides vs the bars before only; with --primers DIR, the in-kind table of one bar
+    /// of each answer filled anew, against the bars around it.
+    #[arg(long)]
+    infill: bool,
+    /// With --infill and --data: most held-out gaps scored per gap length.
+    #[arg(long, default_value_t = 300)]
+    gaps: usize,
+}
+
+/// Held-out gaps of 1 and 2 bars scored both ways (`--infill`).
+fn gap_report(
+    a: &EvalArgs,
+    loaded: &continuo::model::LoadedModel,
+    device: &candle_core::Device,
+    corpus: &continuo::train::Corpus,
+) -> Result<Vec<continuo::train::infill_eval::GapNll>> {
+    use continuo::train::infill_eval::{gap_cases, gap_nll};
+    if !Vocab.can_infill(loaded.model.vocab_size()) {
+        bail!("--infill: {} was trained before infilling (vocabulary v3); it cannot read a gap's suffix", a.model.display());
+    }
+    let ctx = loaded.card.architecture.max_context().unwrap_or(256);
+    let mut out = Vec::new();
+    for bars in [1, 2] {
+        let cases = gap_cases(&corpus.validation, bars, a.gaps, ctx);
+        out.push(gap_nll(&loaded.model, device, &cases, bars)?);
+    }
+    Ok(out)
 }
 
 /// NLL and continuation statistics of one scorer on the validation split.
@@ -79,7 +107,7 @@ fn stats_json(r: &EvalRow, notes: usize) -> serde_json::Value {
 /// `continuo eval --primers DIR`: the in-kind table.
 pub fn run_in_kind_eval(a: &EvalArgs, dir: &Path) -> Result<()> {
     use continuo::model::sampler::ModelScorer;
-    use continuo::train::in_kind_eval::{in_kind_report, read_primers};
+    use continuo::train::in_kind_eval::{in_kind_report, infill_in_kind_report, read_primers};
     if !dir.is_dir() {
         bail!("--primers {}: no such folder (give a number of held-out primers, or a folder of ROLE--name.mid files)", dir.display());
     }
@@ -113,13 +141,12 @@ pub fn run_in_kind_eval(a: &EvalArgs, dir: &Path) -> Result<()> {
         ..Default::default()
     };
     let t0 = std::time::Instant::now();
-    let report = in_kind_report(
-        &mut ModelScorer::new(&loaded.model, &device),
-        &primers,
-        &opts,
-        a.seeds,
-        a.key_lock,
-    )?;
+    let mut scorer = ModelScorer::new(&loaded.model, &device);
+    let report = if a.infill {
+        infill_in_kind_report(&mut scorer, &primers, &opts, a.seeds)?
+    } else {
+        in_kind_report(&mut scorer, &primers, &opts, a.seeds, a.key_lock)?
+    };
     if a.json {
         let mut j = serde_json::to_value(&report)?;
         j["model"] = a.model.display().to_string().into();
@@ -127,13 +154,19 @@ pub fn run_in_kind_eval(a: &EvalArgs, dir: &Path) -> Result<()> {
         j["bars"] = a.bars.into();
         j["temperature"] = a.temperature.into();
         j["seconds"] = t0.elapsed().as_secs_f64().into();
+        j["infill"] = a.infill.into();
         println!("{j}");
     } else {
         println!(
-            "{} primers × {} seeds, {} bars each, from {} ({:.0} s)\n{}",
+            "{} primers × {} seeds, {} bars each{}, from {} ({:.0} s)\n{}",
             report.primers,
             report.seeds,
             a.bars,
+            if a.infill {
+                "; one bar of each answer filled anew and checked against the bars around it"
+            } else {
+                ""
+            },
             dir.display(),
             t0.elapsed().as_secs_f64(),
             report.table()
@@ -239,6 +272,11 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
             });
         }
     }
+    let gaps = if a.infill {
+        gap_report(&a, &loaded, &device, &corpus)?
+    } else {
+        vec![]
+    };
     let m = &rows[0];
     let mut report = serde_json::json!({
         "model": a.model.display().to_string(),
@@ -292,6 +330,9 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
             .map(|r| (r.name.clone(), stats_json(r, notes)))
             .collect::<serde_json::Map<_, _>>()
             .into();
+    }
+    if a.infill {
+        report["infill"] = serde_json::to_value(&gaps)?;
     }
     if a.json {
         println!("{report}");
@@ -371,6 +412,17 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         &|r| r.stats.long_copy_rate,
         Some(real_stats.long_copy_rate),
     );
+    for g in &gaps {
+        println!(
+            "held-out gaps of {} bar(s): {} gaps, {} notes; NLL per note {:.3} hearing both sides, {:.3} the bars before only ({:.1} % lower)",
+            g.gap_bars,
+            g.gaps,
+            g.notes,
+            g.both_sides_per_note,
+            g.prefix_only_per_note,
+            100.0 * g.reduction
+        );
+    }
     println!("model NLL by kind of token predicted:");
     for (kind, &(nats, n, first)) in &by_kind {
         println!(

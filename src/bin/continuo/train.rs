@@ -47,6 +47,10 @@ pub struct TrainArgs {
     /// rehearsal off (the base corpus's held-out loss is still measured, before and after).
     #[arg(long, value_parser = share_f64)]
     base_mix: Option<f64>,
+    /// Share of training windows rearranged as fill-in-the-middle, so the model also
+    /// fills a gap of bars (`generate --infill`, the editor's Regenerate bar) [default: 0.5].
+    #[arg(long, value_parser = share_f64)]
+    fill_share: Option<f64>,
     /// Stop after this many optimizer steps.
     #[arg(long)]
     steps: Option<usize>,
@@ -191,6 +195,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         max_val_windows: 256,
         from: a.from.clone(),
         base_mix,
+        fill_share: a.fill_share.unwrap_or(continuo::train::dataset::FILL_SHARE),
     };
     let r = train(&opts, &device)?;
     if !r.skipped.is_empty() {

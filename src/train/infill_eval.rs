@@ -1,0 +1,193 @@
+//! `continuo eval` for infilling: how much better a model predicts a held-out gap of bars
+//! when it hears the bars after the gap too, not only those before it.
+
+use super::Piece;
+use crate::model::Model;
+use crate::tokens::{split_bars, InfillSides, Token, Vocab, PREFIX_LEN};
+use candle_core::{Device, Result, Tensor, D};
+use serde::Serialize;
+
+/// Bars heard on each side of a held-out gap (fewer where the piece or the context ends).
+pub const CONTEXT_BARS: usize = 4;
+
+/// One held-out gap, as the model reads it both ways. The gap's tokens and the one that
+/// closes them (`FillEnd` with both sides, the next bar line with the prefix only) are the
+/// last `scored` tokens of each sequence.
+#[derive(Debug, Clone)]
+pub struct GapCase {
+    /// `any-prefix before Suffix(n) after Middle gap FillEnd`.
+    pub both_sides: Vec<u32>,
+    /// `any-prefix before gap Bar`.
+    pub prefix_only: Vec<u32>,
+    pub scored: usize,
+    /// Notes that start in the gap.
+    pub notes: usize,
+}
+
+/// Gaps of `gap_bars` bars cut from `pieces` (their merged notes): in each piece the first
+/// gap with [`CONTEXT_BARS`] bars before it and at least one bar after, then one every
+/// `2 × CONTEXT_BARS` bars, holding at least one note, until `max`. Bars far from the gap
+/// are dropped until both sequences fit `max_len` tokens.
+pub fn gap_cases(pieces: &[Piece], gap_bars: usize, max: usize, max_len: usize) -> Vec<GapCase> {
+    let vocab = Vocab;
+    let bar = vocab.id(Token::Bar);
+    let any = vocab.any_prefix();
+    let mut cases = Vec::new();
+    for piece in pieces {
+        let ids = vocab.encode(&piece.phrase, false);
+        let (head, bars) = split_bars(&ids);
+        let mut start = CONTEXT_BARS;
+        while start + gap_bars < bars.len() && cases.len() < max {
+            let gap = &bars[start..start + gap_bars];
+            let notes = gap
+                .iter()
+                .flat_map(|b| b.iter())
+                .filter(|&&id| vocab.pitch_of(id).is_some())
+                .count();
+            let after_end = start + gap_bars;
+            let (mut lo, mut hi) = (
+                start - CONTEXT_BARS,
+                (after_end + CONTEXT_BARS).min(bars.len()),
+            );
+            let join = |r: std::ops::Range<usize>| -> Vec<u32> {
+                bars[r].iter().flat_map(|b| b.iter().copied()).collect()
+            };
+            let middle = join(start..after_end);
+            loop {
+                let before: Vec<u32> = head.iter().copied().chain(join(lo..start)).collect();
+                let sides = InfillSides {
+                    before: &before,
+                    after: &join(after_end..hi),
+                    bars: gap_bars as u8,
+                };
+                let both: Vec<u32> = any
+                    .iter()
+                    .copied()
+                    .chain(sides.with_middle(&middle))
+                    .collect();
+                if both.len() <= max_len {
+                    if notes > 0 {
+                        let prefix_only = [&any[..], &before, &middle, &[bar]].concat();
+                        cases.push(GapCase {
+                            both_sides: both,
+                            prefix_only,
+                            scored: middle.len() + 1,
+                            notes,
+                        });
+                    }
+                    break;
+                }
+                // Drop the farthest bar (before the gap on a tie), keeping one bar after it.
+                if start - lo >= hi - after_end && lo < start {
+                    lo += 1;
+                } else if hi > after_end + 1 {
+                    hi -= 1;
+                } else if lo < start {
+                    lo += 1;
+                } else {
+                    break;
+                }
+            }
+            start += 2 * CONTEXT_BARS;
+        }
+        if cases.len() >= max {
+            break;
+        }
+    }
+    cases
+}
+
+/// Negative log-likelihood of held-out gaps, per note and per token, both ways.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GapNll {
+    pub gaps: usize,
+    pub gap_bars: usize,
+    pub notes: usize,
+    /// Nats per note of the gap's tokens, hearing both sides.
+    pub both_sides_per_note: f64,
+    /// The same, hearing only the bars before the gap.
+    pub prefix_only_per_note: f64,
+    pub both_sides_per_token: f64,
+    pub prefix_only_per_token: f64,
+    /// 1 − both / prefix only: how much the bars after the gap help.
+    pub reduction: f64,
+}
+
+/// Sum of the negative log-likelihoods of the last `scored` tokens of `seq`.
+fn tail_nll(model: &Model, device: &Device, seq: &[u32], scored: usize) -> Result<f64> {
+    let ids = Tensor::from_vec(seq.to_vec(), (1, seq.len()), device)?;
+    let t = seq.len() - 1;
+    let logits = model.forward(&ids.narrow(1, 0, t)?)?.squeeze(0)?;
+    let log_p = candle_nn::ops::log_softmax(&logits.narrow(0, t - scored, scored)?, D::Minus1)?;
+    let target = Tensor::from_vec(seq[seq.len() - scored..].to_vec(), (scored, 1), device)?;
+    let picked = log_p.gather(&target, 1)?.sum_all()?.to_scalar::<f32>()?;
+    Ok(-(picked as f64))
+}
+
+/// Scores every case both ways with `model`.
+pub fn gap_nll(
+    model: &Model,
+    device: &Device,
+    cases: &[GapCase],
+    gap_bars: usize,
+) -> Result<GapNll> {
+    let (mut both, mut prefix, mut notes, mut tokens) = (0.0, 0.0, 0usize, 0usize);
+    for c in cases {
+        debug_assert!(c.prefix_only.len() > PREFIX_LEN + c.scored);
+        both += tail_nll(model, device, &c.both_sides, c.scored)?;
+        prefix += tail_nll(model, device, &c.prefix_only, c.scored)?;
+        notes += c.notes;
+        tokens += c.scored;
+    }
+    let per = |x: f64, n: usize| x / n.max(1) as f64;
+    Ok(GapNll {
+        gaps: cases.len(),
+        gap_bars,
+        notes,
+        both_sides_per_note: per(both, notes),
+        prefix_only_per_note: per(prefix, notes),
+        both_sides_per_token: per(both, tokens),
+        prefix_only_per_token: per(prefix, tokens),
+        reduction: if prefix > 0.0 {
+            1.0 - both / prefix
+        } else {
+            0.0
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::music::{Note, Phrase};
+    use crate::tokens::Grammar;
+
+    #[test]
+    fn a_gap_case_reads_both_ways_and_scores_the_same_gap() {
+        let notes = (0..48)
+            .map(|i| Note {
+                start: i as f64 * 0.5,
+                duration: 0.5,
+                pitch: 60 + (i % 7) as u8,
+                velocity: 80,
+            })
+            .collect();
+        let piece = Piece::new("p.mid".into(), Phrase::new(notes, 4.0), vec![]);
+        let cases = gap_cases(std::slice::from_ref(&piece), 1, 10, 256);
+        // 6 bars: one gap at bar 4 (4 bars before, 1 after).
+        assert_eq!(cases.len(), 1);
+        let c = &cases[0];
+        assert_eq!(c.notes, 8);
+        assert!(Grammar::accepts(&c.both_sides));
+        assert!(Grammar::accepts(&c.prefix_only));
+        let tail = |s: &[u32]| s[s.len() - c.scored..s.len() - 1].to_vec();
+        assert_eq!(tail(&c.both_sides), tail(&c.prefix_only));
+        assert_eq!(*c.both_sides.last().unwrap(), Vocab.id(Token::FillEnd));
+        // Decoding the infill sequence puts every note back in its bar.
+        let decoded = Vocab.decode(&c.both_sides);
+        assert_eq!(decoded.notes.len(), 48);
+        assert_eq!(decoded, crate::tokens::quantize(&piece.phrase));
+        // Too small a context: no case rather than a cut gap.
+        assert!(gap_cases(std::slice::from_ref(&piece), 1, 10, 20).is_empty());
+    }
+}
