@@ -266,16 +266,7 @@ pub fn midi_bytes(tracks: &[TrackToWrite<'_>], beats_per_bar: f64, tempo_bpm: f6
     ]);
 
     for track in tracks {
-        // (tick, is_on, pitch, velocity); offs sort before ons at the same tick so a
-        // repeated pitch is released before it sounds again.
-        let mut events: Vec<(u64, bool, u8, u8)> = Vec::with_capacity(track.notes.len() * 2);
-        for n in &without_overlaps(track.notes) {
-            let on = (n.start * tpb).round().max(0.0) as u64;
-            let off = ((n.end() * tpb).round() as u64).max(on + 1);
-            events.push((on, true, n.pitch.min(127), n.velocity.clamp(1, 127)));
-            events.push((off, false, n.pitch.min(127), 0));
-        }
-        events.sort_by_key(|&(t, on, p, _)| (t, on, p));
+        let events = note_events(track.notes, tpb);
         let channel = u4::new(track.channel.min(15));
         let mut out = vec![TrackEvent {
             delta: u28::new(0),
@@ -283,17 +274,7 @@ pub fn midi_bytes(tracks: &[TrackToWrite<'_>], beats_per_bar: f64, tempo_bpm: f6
         }];
         let mut last = 0u64;
         for (t, on, pitch, vel) in events {
-            let message = if on {
-                MidiMessage::NoteOn {
-                    key: u7::new(pitch),
-                    vel: u7::new(vel),
-                }
-            } else {
-                MidiMessage::NoteOff {
-                    key: u7::new(pitch),
-                    vel: u7::new(64),
-                }
-            };
+            let message = note_message(on, pitch, vel);
             out.push(TrackEvent {
                 delta: u28::new((t - last) as u32),
                 kind: TrackEventKind::Midi { channel, message },
@@ -398,27 +379,10 @@ pub fn replace_notes(
         .max_by_key(|(_, replaced, all)| (*replaced, *all))
         .map_or((tracks.len().saturating_sub(1), 0), |(k, _, _)| *k);
     let channel = u4::new(channel);
-    let mut new_events: Vec<(u64, bool, u8, u8)> = Vec::new();
-    for n in &without_overlaps(notes) {
-        let on = (n.start * tpb).round().max(0.0) as u64;
-        let off = ((n.end() * tpb).round() as u64).max(on + 1);
-        new_events.push((on, true, n.pitch.min(127), n.velocity.clamp(1, 127)));
-        new_events.push((off, false, n.pitch.min(127), 0));
-    }
-    new_events.sort_by_key(|&(t, on, p, _)| (t, on, p));
+    let new_events = note_events(notes, tpb);
     let message = |on: bool, pitch: u8, vel: u8| TrackEventKind::Midi {
         channel,
-        message: if on {
-            MidiMessage::NoteOn {
-                key: u7::new(pitch),
-                vel: u7::new(vel),
-            }
-        } else {
-            MidiMessage::NoteOff {
-                key: u7::new(pitch),
-                vel: u7::new(64),
-            }
-        },
+        message: note_message(on, pitch, vel),
     };
     let mut out_tracks = Vec::with_capacity(tracks.len());
     for (ti, (events, gone)) in tracks.iter().zip(&removed).enumerate() {
@@ -480,6 +444,36 @@ pub fn replace_notes(
     smf.write_std(&mut out)
         .expect("writing MIDI to memory cannot fail");
     Ok(out)
+}
+
+/// (tick, is_on, pitch, velocity) of every note-on and note-off of `notes` at `tpb` ticks per
+/// beat, sorted; offs sort before ons at the same tick so a repeated pitch is released before
+/// it sounds again. Same-pitch overlaps are cut as one channel would play them.
+fn note_events(notes: &[Note], tpb: f64) -> Vec<(u64, bool, u8, u8)> {
+    let mut events = Vec::with_capacity(notes.len() * 2);
+    for n in &without_overlaps(notes) {
+        let on = (n.start * tpb).round().max(0.0) as u64;
+        let off = ((n.end() * tpb).round() as u64).max(on + 1);
+        events.push((on, true, n.pitch.min(127), n.velocity.clamp(1, 127)));
+        events.push((off, false, n.pitch.min(127), 0));
+    }
+    events.sort_by_key(|&(t, on, p, _)| (t, on, p));
+    events
+}
+
+/// A note-on (or a note-off, release velocity 64).
+fn note_message(on: bool, pitch: u8, vel: u8) -> MidiMessage {
+    if on {
+        MidiMessage::NoteOn {
+            key: u7::new(pitch),
+            vel: u7::new(vel),
+        }
+    } else {
+        MidiMessage::NoteOff {
+            key: u7::new(pitch),
+            vel: u7::new(64),
+        }
+    }
 }
 
 // midly's TrackName borrows bytes for the file's lifetime; names are short and few.
