@@ -38,6 +38,27 @@ pub struct Idea {
     pub bars: u32,
     /// The key the model was told ("C major"): the Key lock's, else the primer's detected key.
     pub key: Option<String>,
+    /// Set when this idea is another idea with some bars regenerated (*Undo* goes back).
+    #[serde(default)]
+    pub variant_of: Option<Variant>,
+}
+
+/// Where a variant comes from: the idea it was made from and the bars made anew.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Variant {
+    pub parent: u64,
+    /// Bars of the phrase (0-based, end exclusive) that differ from the parent's.
+    pub bars: (u32, u32),
+}
+
+impl Variant {
+    /// The bars as phrase beats `[from, to)`.
+    pub fn beats(&self, beats_per_bar: f64) -> (f64, f64) {
+        (
+            self.bars.0 as f64 * beats_per_bar,
+            self.bars.1 as f64 * beats_per_bar,
+        )
+    }
 }
 
 /// Longest idea taken from a saved state (bars).
@@ -93,6 +114,8 @@ pub struct ModelStatus {
     pub guarded_runs: usize,
     /// Why no model is loaded (the plugin then passes MIDI through).
     pub error: Option<String>,
+    /// The model knows the fill-in-the-middle markers: *Regenerate bar* works.
+    pub can_infill: bool,
 }
 
 impl ModelStatus {
@@ -181,6 +204,7 @@ mod tests {
             beats_per_bar: 0.0,
             bars: 0,
             key: None,
+            variant_of: None,
         };
         let (idea, dropped) = saved.validated();
         assert_eq!(dropped, 3);

@@ -5,12 +5,14 @@
 //! `try_send`s and `try_recv`s, and the worker polls with short sleeps, so the audio thread
 //! never has to wake a sleeping thread (which would take a lock inside crossbeam).
 
-use crate::audio::messages::{KeyLock, PhraseChunk, PrimerSnapshot};
+use crate::audio::messages::{BarSwap, GenerationSettings, KeyLock, PhraseChunk, PrimerSnapshot};
 use crate::device::{best_device, device_name};
+use crate::model::copy_guard::CopyGuard;
 use crate::model::files::{load_model, load_model_from_bytes, LoadedModel};
+use crate::model::sampler::{infill_with, ModelScorer};
 use crate::model::{generate_streaming, GenerateOptions, KeyPrefix};
 use crate::music::{detect_key, Key, Note, Phrase};
-use crate::shared::{Idea, ModelStatus, Shared, HISTORY_LEN};
+use crate::shared::{Idea, ModelStatus, Shared, Variant, HISTORY_LEN};
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError, TrySendError};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -47,6 +49,17 @@ pub enum Command {
     },
     /// Send a remembered idea to the audio thread again.
     Recall {
+        idea: Idea,
+    },
+    /// Make bars `bars` (0-based, end exclusive, of the phrase) of `idea` anew, hearing the
+    /// primer and the bars on both sides; the new bars replace the old ones in place.
+    RegenerateBars {
+        idea: Idea,
+        bars: (u32, u32),
+        seed: u64,
+    },
+    /// Bring back the bars a variant replaced (the idea it was made from).
+    Undo {
         idea: Idea,
     },
     LoadModel(ModelSource),
@@ -98,6 +111,7 @@ impl Worker {
                     model: None,
                     chunks: chunk_tx,
                     last_primer: None,
+                    playing: None,
                     hooks,
                 };
                 state.load(source);
@@ -139,6 +153,9 @@ struct WorkerState {
     model: Option<LoadedModel>,
     chunks: Sender<PhraseChunk>,
     last_primer: Option<PrimerSnapshot>,
+    /// (idea id, the id its phrase plays under) of the idea sent to the audio thread last:
+    /// bar swaps target that phrase.
+    playing: Option<(u64, u64)>,
     hooks: Hooks,
 }
 
@@ -156,6 +173,10 @@ impl WorkerState {
                     }
                 }
                 Ok(Command::Recall { idea }) => self.recall(idea),
+                Ok(Command::RegenerateBars { idea, bars, seed }) => {
+                    self.guarded(|w| w.regenerate_bars(idea, bars, seed))
+                }
+                Ok(Command::Undo { idea }) => self.undo(idea),
                 Err(TryRecvError::Empty) => {}
             }
             // Only the newest waiting primer matters.
@@ -207,6 +228,7 @@ impl WorkerState {
                     device: device_name(&device).to_string(),
                     guarded_runs: m.copy_guard.as_ref().map_or(0, |g| g.len()),
                     error: None,
+                    can_infill: crate::tokens::Vocab.can_infill(m.model.vocab_size()),
                 };
                 self.model = Some(m);
                 s
@@ -230,7 +252,11 @@ impl WorkerState {
 
     /// Generation behind a panic guard: a panic becomes a status line, and the worker goes on.
     fn guarded_generate(&mut self, p: PrimerSnapshot) {
-        let result = catch_unwind(AssertUnwindSafe(|| self.generate(p)));
+        self.guarded(|w| w.generate(p))
+    }
+
+    fn guarded(&mut self, work: impl FnOnce(&mut Self) -> anyhow::Result<()>) {
+        let result = catch_unwind(AssertUnwindSafe(|| work(self)));
         let error = match result {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(format!("generation failed: {e}")),
@@ -251,32 +277,7 @@ impl WorkerState {
             return Ok(());
         };
         let primer = Phrase::new(p.notes().to_vec(), p.beats_per_bar);
-        let key = match p.settings.key_lock {
-            KeyLock::Off => None,
-            KeyLock::FromPrimer => detect_key(&primer.notes),
-            KeyLock::Fixed(i) => Some(Key::from_index(i as usize)),
-        };
-        let opts = GenerateOptions {
-            bars: p.settings.bars,
-            temperature: p.settings.temperature,
-            top_p: p.settings.top_p,
-            seed: p.settings.seed,
-            variations: 1,
-            candidates: p.settings.candidates.max(1) as usize,
-            pitch_range: (
-                p.settings.low.min(p.settings.high),
-                p.settings.high.max(p.settings.low),
-            ),
-            key,
-            // The model always hears the key: the lock's, else the primer's.
-            key_prefix: KeyPrefix::Detect,
-            texture: p.settings.texture,
-            rhythm: p.settings.rhythm,
-            steer_texture: true,
-            beats_per_bar: p.beats_per_bar,
-            start_on_downbeat: true,
-            copy_guard: loaded.copy_guard.clone(),
-        };
+        let opts = options(&p.settings, &primer, loaded.copy_guard.clone());
         {
             let mut view = self.shared.view();
             view.generating = true;
@@ -314,7 +315,9 @@ impl WorkerState {
             beats_per_bar: generated.variations[0].beats_per_bar,
             bars: p.settings.bars,
             key: opts.told_key(&primer).map(|k| k.name()),
+            variant_of: None,
         };
+        self.playing = Some((idea.id, p.id));
         (self.hooks.on_idea)(&idea);
         let mut view = self.shared.view();
         view.last_ms_per_token = generated.ms_per_token;
@@ -328,16 +331,202 @@ impl WorkerState {
         let (idea, _) = idea.validated();
         let id = self.shared.new_id();
         let length_beats = idea.bars as f64 * idea.beats_per_bar;
-        let mut chunk = PhraseChunk::new(id, length_beats);
-        for n in &idea.notes {
-            chunk.push(*n);
-            if chunk.is_full() {
-                send_chunk(&self.chunks, &self.shared, chunk);
-                chunk = PhraseChunk::new(id, length_beats);
-            }
+        send_notes(&self.chunks, &self.shared, &idea.notes, || {
+            PhraseChunk::new(id, length_beats)
+        });
+        self.playing = Some((idea.id, id));
+    }
+
+    /// Regenerates bars `bars` of `idea` by infilling: the model hears the primer, the bars
+    /// before and the bars after. The variant goes to the history and replaces the bars in
+    /// the phrase that plays ([`Self::swap_in`]).
+    fn regenerate_bars(&mut self, idea: Idea, bars: (u32, u32), seed: u64) -> anyhow::Result<()> {
+        let Some(loaded) = &self.model else {
+            return Ok(());
+        };
+        let (idea, _) = idea.validated();
+        let id = self.shared.new_id();
+        let bpb = idea.beats_per_bar;
+        let primer = Phrase::new(idea.primer.clone(), bpb);
+        // The phrase was generated from the bar after the primer's last onset (the sampler's
+        // start bar), so primer and phrase sit on one timeline of whole bars.
+        let primer_bars = primer.bar_count() as u32;
+        let shift = primer_bars as f64 * bpb;
+        let whole = Phrase::new(
+            primer
+                .notes
+                .iter()
+                .copied()
+                .chain(idea.notes.iter().map(|n| Note {
+                    start: n.start + shift,
+                    ..*n
+                }))
+                .collect(),
+            bpb,
+        );
+        let settings = self
+            .last_primer
+            .map_or_else(GenerationSettings::default, |p| p.settings);
+        let opts = GenerateOptions {
+            seed,
+            ..options(&settings, &primer, loaded.copy_guard.clone())
+        };
+        {
+            let mut view = self.shared.view();
+            view.generating = true;
+            view.bars_done = 0;
+            view.bars_total = bars.1 - bars.0;
+            view.last_error = None;
         }
-        chunk.finished = true;
-        send_chunk(&self.chunks, &self.shared, chunk);
+        let shared = self.shared.clone();
+        let generated = infill_with(
+            &mut ModelScorer::new(&loaded.model, &loaded.device),
+            &whole,
+            primer_bars + bars.0..primer_bars + bars.1,
+            &opts,
+            |_| shared.is_current(id),
+        )
+        .map_err(|e| anyhow::anyhow!(crate::model::files::without_backtrace(&e.to_string())))?;
+        if !self.shared.is_current(id) {
+            return Ok(());
+        }
+        let variant_of = Variant {
+            parent: idea.id,
+            bars,
+        };
+        let (from, to) = variant_of.beats(bpb);
+        let mut notes: Vec<Note> = idea
+            .notes
+            .iter()
+            .filter(|n| !(from..to).contains(&n.start))
+            .copied()
+            .chain(generated.variations[0].notes.iter().map(|n| Note {
+                start: n.start + from,
+                ..*n
+            }))
+            .collect();
+        notes.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.pitch.cmp(&b.pitch)));
+        let variant = Idea {
+            id,
+            seed,
+            notes,
+            variant_of: Some(variant_of),
+            ..idea.clone()
+        };
+        self.swap_in(&idea, &variant, (from, to), id);
+        (self.hooks.on_idea)(&variant);
+        let mut view = self.shared.view();
+        view.last_ms_per_token = generated.ms_per_token;
+        view.bars_done = bars.1 - bars.0;
+        view.history.push_front(variant);
+        view.history.truncate(HISTORY_LEN);
+        Ok(())
+    }
+
+    /// Puts back the bars `variant` replaced, from the idea it was made from (if that is
+    /// still in the history), and makes that idea the newest again.
+    fn undo(&mut self, variant: Idea) {
+        let Some(v) = variant.variant_of else { return };
+        // The request's id before the history changes: whoever sees the parent come back
+        // sees a request at least this new.
+        let id = self.shared.new_id();
+        let parent = {
+            let mut view = self.shared.view();
+            let Some(i) = view.history.iter().position(|i| i.id == v.parent) else {
+                view.last_error =
+                    Some("the idea before this one is no longer in the history".into());
+                return;
+            };
+            let Some(parent) = view.history.remove(i) else {
+                return;
+            };
+            view.history.push_front(parent.clone());
+            parent
+        };
+        let (parent, _) = parent.validated();
+        self.swap_in(&variant, &parent, v.beats(parent.beats_per_bar), id);
+        (self.hooks.on_idea)(&parent);
+    }
+
+    /// Replaces the notes of `old` in `[from, to)` by `new`'s, in the phrase that plays, at
+    /// the audio thread's next bar line outside those bars; if `old` is not what plays,
+    /// `new` plays as a recalled idea.
+    fn swap_in(&mut self, old: &Idea, new: &Idea, (from, to): (f64, f64), request: u64) {
+        match self.playing {
+            Some((idea, phrase)) if idea == old.id => {
+                let swap = BarSwap {
+                    target: phrase,
+                    from,
+                    to,
+                };
+                let length_beats = new.bars as f64 * new.beats_per_bar;
+                let bars: Vec<Note> = new
+                    .notes
+                    .iter()
+                    .filter(|n| swap.holds(n.start))
+                    .copied()
+                    .collect();
+                send_notes(&self.chunks, &self.shared, &bars, || {
+                    PhraseChunk::for_swap(request, length_beats, swap)
+                });
+                self.playing = Some((new.id, phrase));
+            }
+            _ => self.recall(new.clone()),
+        }
+    }
+}
+
+/// Sends `notes` in chunks made by `chunk`, the last one marked finished.
+fn send_notes(
+    chunks: &Sender<PhraseChunk>,
+    shared: &Shared,
+    notes: &[Note],
+    chunk: impl Fn() -> PhraseChunk,
+) {
+    let mut c = chunk();
+    for n in notes {
+        c.push(*n);
+        if c.is_full() {
+            send_chunk(chunks, shared, c);
+            c = chunk();
+        }
+    }
+    c.finished = true;
+    send_chunk(chunks, shared, c);
+}
+
+/// The sampling options of the plugin's settings; `primer` is what *Key lock: from primer*
+/// listens to.
+fn options(
+    settings: &GenerationSettings,
+    primer: &Phrase,
+    copy_guard: Option<std::sync::Arc<CopyGuard>>,
+) -> GenerateOptions {
+    let key = match settings.key_lock {
+        KeyLock::Off => None,
+        KeyLock::FromPrimer => detect_key(&primer.notes),
+        KeyLock::Fixed(i) => Some(Key::from_index(i as usize)),
+    };
+    GenerateOptions {
+        bars: settings.bars,
+        temperature: settings.temperature,
+        top_p: settings.top_p,
+        seed: settings.seed,
+        variations: 1,
+        candidates: settings.candidates.max(1) as usize,
+        pitch_range: (
+            settings.low.min(settings.high),
+            settings.high.max(settings.low),
+        ),
+        key,
+        // The model always hears the key: the lock's, else the primer's.
+        key_prefix: KeyPrefix::Detect,
+        texture: settings.texture,
+        rhythm: settings.rhythm,
+        steer_texture: true,
+        beats_per_bar: primer.beats_per_bar,
+        start_on_downbeat: true,
+        copy_guard,
     }
 }
 

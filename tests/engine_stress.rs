@@ -2,7 +2,8 @@
 //! meter changes, jumps, loops with and without a loop range (the block that crosses the loop
 //! end unsplit, as Ardour sends it), one-block stops, block sizes 1–8,192, sample rates
 //! 22.05–192 kHz, random input (repeated and zero-length notes), parameter changes, phrases
-//! arriving late, superseded or unsorted. After every block and at the end it checks what
+//! arriving late, superseded or unsorted, bars of the playing phrase swapped (*Regenerate
+//! bar*, *Undo*), whole or cut off, for the right phrase or a stale one. After every block and at the end it checks what
 //! leaves the engine: no note-on of a sounding key, every note-on ended, the player's keys in
 //! the order played, valid pitches and velocities, nothing sounding past a loop end.
 //!
@@ -11,7 +12,7 @@
 
 use continuo::audio::clock::TransportInfo;
 use continuo::audio::engine::{Engine, EngineSettings, InputNote};
-use continuo::audio::messages::{GenerationSettings, PhraseChunk, PrimerSnapshot};
+use continuo::audio::messages::{BarSwap, GenerationSettings, PhraseChunk, PrimerSnapshot};
 use continuo::audio::playback::NoteEmit;
 use continuo::audio::trigger::TriggerMode;
 use continuo::music::Note;
@@ -98,6 +99,8 @@ struct Downstream {
 /// chunks over several blocks, sometimes out of order or for an older id.
 struct FakeWorker {
     queue: Vec<PhraseChunk>,
+    /// (id, length in beats) of the last phrase made: bar swaps target it.
+    last_phrase: Option<(u64, f64)>,
 }
 
 impl FakeWorker {
@@ -132,18 +135,59 @@ impl FakeWorker {
             } else {
                 p.id
             };
-            let chunks: Vec<&[Note]> = notes.chunks(16).collect();
-            for (i, part) in chunks.iter().enumerate() {
-                let mut c = PhraseChunk::new(id, length);
-                part.iter().for_each(|&n| c.push(n));
-                c.finished = i + 1 == chunks.len();
-                self.queue.push(c);
-            }
-            if chunks.is_empty() {
-                let mut c = PhraseChunk::new(id, length);
-                c.finished = true;
-                self.queue.push(c);
-            }
+            self.queue_chunks(&notes, || PhraseChunk::new(id, length));
+            self.last_phrase = Some((id, length));
+        }
+    }
+
+    /// Now and then, new notes for a bar or two of the last phrase (sometimes a stale id, a
+    /// swap cut short, notes outside the bars, or a swap overtaken by the next one).
+    fn swap_bars(&mut self, rng: &mut ChaCha8Rng, shared: &Shared) {
+        let Some((target, length)) = self.last_phrase else {
+            return;
+        };
+        if !rng.gen_bool(0.02) {
+            return;
+        }
+        let bpb = length / 2.0;
+        let first = rng.gen_range(0..2) as f64 * bpb;
+        let bars = if rng.gen_bool(0.7) { 1.0 } else { 2.0 };
+        let swap = BarSwap {
+            target: if rng.gen_bool(0.1) {
+                target + 1
+            } else {
+                target
+            },
+            from: first,
+            to: first + bars * bpb,
+        };
+        let notes: Vec<Note> = (0..rng.gen_range(0..40))
+            .map(|_| Note {
+                start: rng.gen_range(swap.from - 1.0..swap.to + 1.0).max(0.0),
+                duration: rng.gen_range(1e-4..6.0),
+                pitch: rng.gen_range(56..66),
+                velocity: rng.gen_range(1..128),
+            })
+            .collect();
+        let id = shared.new_id();
+        self.queue_chunks(&notes, || PhraseChunk::for_swap(id, length, swap));
+        if rng.gen_bool(0.1) {
+            self.queue.pop(); // cut short: its last chunk never comes
+        }
+    }
+
+    fn queue_chunks(&mut self, notes: &[Note], chunk: impl Fn() -> PhraseChunk) {
+        let chunks: Vec<&[Note]> = notes.chunks(16).collect();
+        for (i, part) in chunks.iter().enumerate() {
+            let mut c = chunk();
+            part.iter().for_each(|&n| c.push(n));
+            c.finished = i + 1 == chunks.len();
+            self.queue.push(c);
+        }
+        if chunks.is_empty() {
+            let mut c = chunk();
+            c.finished = true;
+            self.queue.push(c);
         }
     }
 
@@ -180,7 +224,10 @@ fn run_sequence(seed: u64) -> Result<(), String> {
     let (req_tx, req_rx) = bounded::<PrimerSnapshot>(4);
     let (chunk_tx, chunk_rx) = bounded::<PhraseChunk>(64);
     let mut engine = Engine::new(generation());
-    let mut worker = FakeWorker { queue: Vec::new() };
+    let mut worker = FakeWorker {
+        queue: Vec::new(),
+        last_phrase: None,
+    };
     let mut s = EngineSettings {
         bypass: false,
         trigger: TriggerMode::Auto,
@@ -339,6 +386,7 @@ fn run_sequence(seed: u64) -> Result<(), String> {
         let out: Vec<NoteEmit> = engine.end_block(&s, &req_tx, &chunk_rx, &shared).to_vec();
         if !ending {
             worker.take_requests(&mut rng, &req_rx);
+            worker.swap_bars(&mut rng, &shared);
             worker.deliver(&mut rng, &chunk_tx);
         }
         host.advance(samples, tempo_used);

@@ -139,6 +139,7 @@ fn valid_state_json() -> String {
         beats_per_bar: 4.0,
         bars: 2,
         key: Some("C major".into()),
+        variant_of: None,
     };
     serde_json::to_string(&SessionState {
         model_path: None,
@@ -220,6 +221,7 @@ proptest! {
             beats_per_bar,
             bars,
             key: None,
+            variant_of: None,
         };
         play_restored(&SessionState { last_phrase: Some(idea), ..Default::default() });
     }

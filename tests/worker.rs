@@ -5,7 +5,7 @@ mod common;
 use continuo::audio::messages::{GenerationSettings, PhraseChunk, PrimerSnapshot};
 use continuo::music::Note;
 use continuo::shared::Shared;
-use continuo::worker::{command_channel, Hooks, ModelSource, Worker};
+use continuo::worker::{command_channel, Command, Hooks, ModelSource, Worker};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,4 +107,88 @@ fn a_newer_request_supersedes_the_one_in_flight() {
         "the superseded phrase was finished anyway"
     );
     assert!(shared.view().history.iter().all(|i| i.id != old.id));
+}
+
+/// Waits until the history's newest idea is not `than` (or 60 s pass).
+fn newest_idea_after(shared: &Shared, than: u64) -> continuo::shared::Idea {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        if let Some(i) = shared.view().history.front().filter(|i| i.id != than) {
+            return i.clone();
+        }
+        if let Some(e) = &shared.view().last_error {
+            panic!("the worker failed: {e}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("no new idea");
+}
+
+#[test]
+fn regenerating_a_bar_swaps_only_that_bar_into_the_playing_phrase_and_undo_puts_it_back() {
+    let (shared, worker, ends) = spawn();
+    assert!(shared.view().model.can_infill, "a v4 model fills gaps");
+    let p = primer(&shared, 4);
+    ends.requests.try_send(p).unwrap();
+    collect_until_finished(&ends, p.id);
+    let idea = shared.view().history.front().cloned().unwrap();
+
+    worker.send(Command::RegenerateBars {
+        idea: idea.clone(),
+        bars: (2, 3),
+        seed: 11,
+    });
+    let variant = newest_idea_after(&shared, idea.id);
+    let v = variant
+        .variant_of
+        .expect("a variant says what it came from");
+    assert_eq!((v.parent, v.bars), (idea.id, (2, 3)));
+    let (from, to) = v.beats(idea.beats_per_bar);
+    let outside = |notes: &[Note]| -> Vec<Note> {
+        notes
+            .iter()
+            .filter(|n| n.start < from || n.start >= to)
+            .copied()
+            .collect()
+    };
+    assert_eq!(outside(&variant.notes), outside(&idea.notes));
+    assert!(variant
+        .notes
+        .iter()
+        .filter(|n| (from..to).contains(&n.start))
+        .all(|n| n.end() <= to + 1e-9));
+    // The playing phrase gets the new bar as a swap, not as a new phrase.
+    let chunks = collect_until_finished(&ends, variant.id);
+    let swap = chunks[0].swap.expect("a bar swap");
+    assert_eq!((swap.target, swap.from, swap.to), (p.id, from, to));
+    let swapped: Vec<Note> = chunks.iter().flat_map(|c| c.notes().to_vec()).collect();
+    let inside: Vec<Note> = variant
+        .notes
+        .iter()
+        .filter(|n| (from..to).contains(&n.start))
+        .copied()
+        .collect();
+    assert_eq!(swapped, inside);
+
+    worker.send(Command::Undo {
+        idea: variant.clone(),
+    });
+    let back = newest_idea_after(&shared, variant.id);
+    assert_eq!(back, idea, "Undo makes the idea before the newest again");
+    let id = shared.latest_id.load(Ordering::Relaxed);
+    let chunks = collect_until_finished(&ends, id);
+    assert_eq!(chunks[0].swap.map(|s| s.target), Some(p.id));
+    let restored: Vec<Note> = chunks.iter().flat_map(|c| c.notes().to_vec()).collect();
+    let old: Vec<Note> = idea
+        .notes
+        .iter()
+        .filter(|n| (from..to).contains(&n.start))
+        .copied()
+        .collect();
+    assert_eq!(restored, old);
+    assert_eq!(
+        shared.view().history.len(),
+        2,
+        "the variant stays in the history"
+    );
 }

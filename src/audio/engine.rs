@@ -247,6 +247,10 @@ impl Engine {
         // Where the block's time ends up: after a wrap, in the loop.
         let last = tail.unwrap_or(head);
         while let Ok(chunk) = chunks.try_recv() {
+            if chunk.swap.is_some() {
+                self.playback.receive_swap(&chunk);
+                continue;
+            }
             if chunk.id > self.playback.id() {
                 let start = match self.pending {
                     Some((id, start)) if id == chunk.id && start >= last.start_beat => start,

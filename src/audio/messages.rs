@@ -91,17 +91,40 @@ impl PrimerSnapshot {
     }
 }
 
+/// Bars of the playing phrase to be played anew (the editor's *Regenerate bar* and its
+/// *Undo*): the notes that start in `[from, to)` give way to the chunks' notes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BarSwap {
+    /// The id the phrase plays under; a swap for any other phrase is ignored.
+    pub target: u64,
+    /// Phrase-relative beats, on bar lines.
+    pub from: f64,
+    pub to: f64,
+}
+
+impl BarSwap {
+    /// Whether a note starting at phrase beat `start` belongs to the swapped bars (bar lines
+    /// sit on the tick grid, so a hair of tolerance absorbs float noise).
+    pub fn holds(&self, start: f64) -> bool {
+        const EPS: f64 = 1e-6;
+        start >= self.from - EPS && start < self.to - EPS
+    }
+}
+
 /// Part of a phrase, streamed while the worker is still generating. Note times are beats
 /// from the phrase start.
 #[derive(Debug, Clone, Copy)]
 pub struct PhraseChunk {
+    /// The request's id: a newer id supersedes every older one.
     pub id: u64,
     pub notes: [Note; CHUNK_CAPACITY],
     pub len: usize,
-    /// The last chunk of this phrase.
+    /// The last chunk of this phrase (or of this swap).
     pub finished: bool,
     /// Phrase length in beats (bars × bar length), for looping.
     pub length_beats: f64,
+    /// `Some`: these notes replace bars of the playing phrase instead of starting a new one.
+    pub swap: Option<BarSwap>,
 }
 
 impl PhraseChunk {
@@ -112,6 +135,15 @@ impl PhraseChunk {
             len: 0,
             finished: false,
             length_beats,
+            swap: None,
+        }
+    }
+
+    /// A chunk of the new notes of `swap`.
+    pub fn for_swap(id: u64, length_beats: f64, swap: BarSwap) -> Self {
+        Self {
+            swap: Some(swap),
+            ..Self::new(id, length_beats)
         }
     }
 

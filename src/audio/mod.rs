@@ -2,6 +2,7 @@
 //! stay real-time safe: no allocation, no lock, no blocking call, no panic path.
 //! Every type here is fixed-capacity and `Copy`; nothing is heap-allocated after `new`.
 
+pub mod bar_swap;
 pub mod capture;
 pub mod clock;
 pub mod engine;

@@ -1,5 +1,6 @@
 //! A phrase in beats → note events at sample offsets, block by block.
 
+use super::bar_swap::PendingSwap;
 use super::clock::BlockTime;
 use super::messages::{PhraseChunk, PHRASE_CAPACITY};
 use crate::music::Note;
@@ -163,6 +164,8 @@ pub struct Playback {
     /// Phrase-relative beat of the last block, for the editor's playhead.
     playhead: f64,
     invalid_notes: u32,
+    /// Bars waiting to be replaced while they are not sounding.
+    swap: PendingSwap,
 }
 
 impl Default for Playback {
@@ -188,6 +191,7 @@ impl Playback {
             sounding: [None; 128],
             playhead: -1.0,
             invalid_notes: 0,
+            swap: PendingSwap::new(),
         }
     }
 
@@ -237,6 +241,7 @@ impl Playback {
         self.len = 0;
         self.length_beats = valid_length(length_beats);
         self.finished = false;
+        self.swap.clear();
     }
 
     /// Loads a whole phrase at once (restored state, a recalled idea), scheduled at `start`.
@@ -250,6 +255,45 @@ impl Playback {
         }
         self.length_beats = valid_length(length_beats);
         self.finished = true;
+        self.swap.clear();
+    }
+
+    /// Takes a chunk of bars to swap into the playing phrase ([`PendingSwap`]); the swap
+    /// happens in [`Playback::render`] once it is whole and its bars are not sounding.
+    pub fn receive_swap(&mut self, chunk: &PhraseChunk) {
+        self.swap.receive(chunk, self.id);
+    }
+
+    /// Swaps the waiting bars in unless the playhead at `beat` (host) is inside them; a bar
+    /// that sounds now is replaced from its end on (on a loop, for the next pass). Notes of
+    /// the old bars that still sound keep their note-offs.
+    fn swap_unless_sounding(&mut self, beat: f64, looping: bool) {
+        let Some(swap) = self.swap.ready(self.id) else {
+            return;
+        };
+        if let Some(start) = self.start {
+            let mut at = beat - start;
+            if looping {
+                at = at.rem_euclid(self.length_beats.max(MIN_LOOP_BEATS));
+            }
+            if swap.holds(at) {
+                return;
+            }
+        }
+        let mut kept = 0;
+        for i in 0..self.len {
+            let n = self.notes[i];
+            if !swap.holds(n.start) {
+                self.notes[kept] = n;
+                kept += 1;
+            }
+        }
+        self.len = kept;
+        for i in 0..self.swap.notes().len() {
+            let n = self.swap.notes()[i];
+            self.insert(&n);
+        }
+        self.swap.clear();
     }
 
     /// Appends a streamed chunk if it belongs to the current phrase.
@@ -312,6 +356,7 @@ impl Playback {
     /// at its own sample (a key is never started twice); then the offs that fall in the block.
     pub fn render(&mut self, bt: &BlockTime, channel: u8, looping: bool, out: &mut BlockEvents) {
         let (b0, b1) = bt.window();
+        self.swap_unless_sounding(b0, looping);
         if let Some(start) = self.start {
             self.playhead = b1 - start;
             if b1 > start && self.len > 0 {
@@ -588,6 +633,119 @@ mod tests {
             }]
         );
         assert_eq!(p.sounding_count(), 0);
+    }
+
+    /// Four bars of 4/4, a quarter note on every beat, pitch 60 + bar index.
+    fn four_bars() -> Vec<Note> {
+        (0..16)
+            .map(|b| Note {
+                start: b as f64,
+                duration: 1.0,
+                pitch: 60 + (b / 4) as u8,
+                velocity: 100,
+            })
+            .collect()
+    }
+
+    /// A swap of bar `bar` (0-based) of phrase 1 to one whole-bar note of `pitch`.
+    fn swap_chunk(id: u64, bar: u32, pitch: u8) -> PhraseChunk {
+        let from = bar as f64 * 4.0;
+        let swap = super::super::messages::BarSwap {
+            target: 1,
+            from,
+            to: from + 4.0,
+        };
+        let mut c = PhraseChunk::for_swap(id, 16.0, swap);
+        c.push(Note {
+            start: from,
+            duration: 4.0,
+            pitch,
+            velocity: 90,
+        });
+        // A note outside the bar is refused: the other bars stay as they were.
+        c.push(Note {
+            start: from + 4.0,
+            duration: 1.0,
+            pitch: 100,
+            velocity: 90,
+        });
+        c.finished = true;
+        c
+    }
+
+    /// (sample of the onset, pitch) of every note-on; panics unless every on has its off.
+    fn onsets_closed(events: &[(u64, NoteEmit)]) -> Vec<(u64, u8)> {
+        let mut sounding = [false; 128];
+        let mut ons = Vec::new();
+        for (t, e) in events {
+            let k = e.pitch as usize;
+            if e.on {
+                assert!(!sounding[k], "key {k} started twice at {t}");
+                sounding[k] = true;
+                ons.push((*t, e.pitch));
+            } else {
+                sounding[k] = false;
+            }
+        }
+        assert!(sounding.iter().all(|s| !s), "a key is left on: {events:?}");
+        ons
+    }
+
+    #[test]
+    fn a_swapped_bar_changes_only_that_bar_from_the_next_bar_line() {
+        let mut p = Playback::new();
+        let mut clock = Clock::new();
+        p.load(1, &four_bars(), 16.0, Some(0.0));
+        // Bar 2 plays (beats 4–8) when bar 3's new notes come.
+        // Split points on block boundaries (512 samples = 1/46.875 beat): 240 and 450 blocks.
+        let mut events = run(&mut p, &mut clock, 0.0, 5.12, 512, false);
+        p.receive_swap(&swap_chunk(7, 2, 50));
+        events.extend(run(&mut p, &mut clock, 5.12, 18.0, 512, false));
+        let ons = onsets_closed(&events);
+        let pitches: Vec<u8> = ons.iter().map(|o| o.1).collect();
+        let mut expected: Vec<u8> = [[60; 4], [61; 4]].concat();
+        expected.push(50);
+        expected.extend([63; 4]);
+        assert_eq!(pitches, expected);
+        // The new note starts on bar 3's line: beat 8 = 192 000 samples.
+        assert!(ons.contains(&(192_000, 50)));
+        assert_eq!(p.id(), 1, "the phrase plays on under its id");
+    }
+
+    #[test]
+    fn a_bar_that_sounds_is_swapped_for_the_next_pass_of_the_loop() {
+        let mut p = Playback::new();
+        let mut clock = Clock::new();
+        p.load(1, &four_bars(), 16.0, Some(0.0));
+        let mut events = run(&mut p, &mut clock, 0.0, 9.6, 512, true);
+        // Bar 3 sounds: it plays out as it was, and changes on the loop's next pass.
+        p.receive_swap(&swap_chunk(7, 2, 50));
+        events.extend(run(&mut p, &mut clock, 9.6, 31.5, 512, true));
+        let mut ev = BlockEvents::new();
+        p.stop(0, &mut ev);
+        events.extend(ev.sorted().map(|e| (u64::MAX, *e)));
+        let pitches: Vec<u8> = onsets_closed(&events).iter().map(|o| o.1).collect();
+        let first: Vec<u8> = [[60; 4], [61; 4], [62; 4], [63; 4]].concat();
+        let mut second: Vec<u8> = [[60; 4], [61; 4]].concat();
+        second.push(50);
+        second.extend([63; 4]);
+        assert_eq!(pitches, [first, second].concat());
+    }
+
+    #[test]
+    fn a_swap_for_another_phrase_or_a_new_phrase_is_dropped() {
+        let mut p = Playback::new();
+        let mut ev = BlockEvents::new();
+        p.load(2, &four_bars(), 16.0, None);
+        p.receive_swap(&swap_chunk(7, 2, 50));
+        p.swap_unless_sounding(0.0, false);
+        assert_eq!(p.notes(), &four_bars()[..]);
+        p.load(1, &four_bars(), 16.0, None);
+        p.receive_swap(&swap_chunk(7, 2, 50));
+        p.begin(8, 0.0, 16.0, 0, &mut ev);
+        p.load(1, &four_bars(), 16.0, None);
+        p.swap_unless_sounding(0.0, false);
+        assert_eq!(p.notes(), &four_bars()[..]);
     }
 
     #[test]

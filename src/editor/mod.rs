@@ -6,7 +6,7 @@ pub mod view_model;
 
 use crate::midi_file::{write_midi, TrackToWrite};
 use crate::params::ContinuoParams;
-use crate::shared::{Idea, Shared};
+use crate::shared::{Idea, Shared, WorkerView};
 use crate::worker::{Command, ModelSource};
 use crossbeam_channel::Sender;
 use egui::{Color32, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use view_model::{
     activity_line, export_name, guard_line, history_labels, key_label, model_line, utc_datetime,
-    PlayingPhrase, RollLayout,
+    BarPick, PlayingPhrase, RollLayout,
 };
 
 pub const WIDTH: f32 = 720.0;
@@ -29,6 +29,7 @@ pub const HEIGHT: f32 = 460.0;
 
 const PRIMER_COLOUR: Color32 = Color32::from_rgb(150, 150, 160);
 const PHRASE_COLOUR: Color32 = Color32::from_rgb(70, 140, 255);
+const PICK_COLOUR: Color32 = Color32::from_rgba_premultiplied(60, 50, 10, 60);
 
 pub fn default_state() -> Arc<EguiEditorState> {
     EguiEditorState::from_size(nice_plug::editor::dpi::LogicalSize::new(WIDTH, HEIGHT), 1.0)
@@ -72,6 +73,9 @@ pub struct EditorApp {
     commands: Sender<Command>,
     gui: Option<GuiContext>,
     selected: Option<u64>,
+    /// Bars picked in the roll for *Regenerate bar*, and the idea they belong to.
+    pick: BarPick,
+    pick_idea: Option<u64>,
     export_message: Option<String>,
     model_path_text: String,
 }
@@ -94,6 +98,8 @@ impl EditorApp {
             commands,
             gui: None,
             selected: None,
+            pick: BarPick::default(),
+            pick_idea: None,
             export_message: None,
             model_path_text,
         }
@@ -222,6 +228,12 @@ impl NiceEguiApp for EditorApp {
             let primer = current.as_ref().map_or(&[][..], |i| &i.primer[..]);
             ui.label(format!("Primer key: {}", key_label(primer)));
             self.piano_roll(ui, current.as_ref());
+            if self.pick_idea != current.as_ref().map(|i| i.id) {
+                self.pick.clear();
+            }
+            ui.horizontal(|ui| {
+                self.bar_buttons(ui, current.as_ref(), &view);
+            });
             ui.horizontal(|ui| {
                 if ui
                     .button("Generate")
@@ -307,9 +319,51 @@ fn labelled<P: Param>(ui: &mut egui::Ui, param: &P, setter: &ParamSetter) {
 }
 
 impl EditorApp {
-    fn piano_roll(&self, ui: &mut egui::Ui, idea: Option<&Idea>) {
+    /// *Regenerate bar* for the bars picked in the roll, and *Undo* for a variant.
+    fn bar_buttons(&mut self, ui: &mut egui::Ui, idea: Option<&Idea>, view: &WorkerView) {
+        let can_infill = view.model.loaded() && view.model.can_infill;
+        let regenerate = ui.add_enabled(
+            can_infill && !view.generating && self.pick.bars.is_some() && idea.is_some(),
+            egui::Button::new(self.pick.button_label()),
+        );
+        let regenerate = if can_infill {
+            regenerate.on_hover_text("Click a bar of the phrase (drag for several), then make it anew: the bars around it stay")
+        } else {
+            regenerate.on_disabled_hover_text("This model was trained before infilling: load a model trained with fill-in-the-middle")
+        };
+        if let (true, Some(idea), Some(bars)) = (regenerate.clicked(), idea, self.pick.bars) {
+            // A new seed per idea and bars: clicking again (on the variant) gives another take.
+            let seed = idea
+                .seed
+                .wrapping_mul(31)
+                .wrapping_add(idea.id)
+                .wrapping_add(bars.0 as u64)
+                % 1_000_000;
+            let _ = self.commands.try_send(Command::RegenerateBars {
+                idea: idea.clone(),
+                bars,
+                seed,
+            });
+            self.selected = None;
+        }
+        let parent = idea
+            .and_then(|i| i.variant_of)
+            .filter(|v| view.history.iter().any(|i| i.id == v.parent));
+        let undo = ui
+            .add_enabled(
+                parent.is_some() && !view.generating,
+                egui::Button::new("Undo"),
+            )
+            .on_hover_text("Bring back the bars before they were regenerated");
+        if let (true, Some(idea), Some(v)) = (undo.clicked(), idea, parent) {
+            let _ = self.commands.try_send(Command::Undo { idea: idea.clone() });
+            self.selected = Some(v.parent);
+        }
+    }
+
+    fn piano_roll(&mut self, ui: &mut egui::Ui, idea: Option<&Idea>) {
         let size = Vec2::new(ui.available_width().clamp(200.0, 600.0), 220.0);
-        let (response, painter) = ui.allocate_painter(size, Sense::hover());
+        let (response, painter) = ui.allocate_painter(size, Sense::click_and_drag());
         let area = response.rect;
         painter.rect_filled(area, 4.0, Color32::from_rgb(24, 26, 32));
         let Some(idea) = idea else {
@@ -330,6 +384,30 @@ impl EditorApp {
             idea.beats_per_bar,
             idea.bars,
         );
+        let bar_under = |pos: Option<Pos2>| {
+            pos.and_then(|p| layout.phrase_bar_at(p.x - area.left(), idea.bars))
+        };
+        if response.drag_started() || response.clicked() {
+            if let Some(bar) = bar_under(response.interact_pointer_pos()) {
+                self.pick.press(bar);
+                self.pick_idea = Some(idea.id);
+            }
+        } else if response.dragged() {
+            if let Some(bar) = bar_under(response.interact_pointer_pos()) {
+                self.pick.drag_to(bar);
+            }
+        }
+        if let (Some(bars), true) = (self.pick.bars, self.pick_idea == Some(idea.id)) {
+            let (x0, x1) = layout.bars_x(bars);
+            painter.rect_filled(
+                Rect::from_min_max(
+                    Pos2::new(area.left() + x0, area.top()),
+                    Pos2::new(area.left() + x1, area.bottom()),
+                ),
+                0.0,
+                PICK_COLOUR,
+            );
+        }
         for (x, bar) in layout.grid() {
             let colour = if bar {
                 Color32::from_gray(90)

@@ -3,6 +3,7 @@
 
 use crate::music::{detect_key, Note};
 use crate::shared::{Idea, ModelStatus, WorkerView};
+use crate::tokens::MAX_FILL_BARS;
 
 /// A rectangle in the piano roll, in points, relative to the roll's top-left corner.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,10 +117,65 @@ impl RollLayout {
             .collect()
     }
 
+    /// The phrase's bar (0-based) under `x`, if `x` is over the phrase (not the primer);
+    /// `bars` is the phrase's length in bars.
+    pub fn phrase_bar_at(&self, x: f32, bars: u32) -> Option<u32> {
+        let beat = (x / self.width) as f64 * self.beats - self.phrase_start;
+        (beat >= 0.0 && bars > 0).then(|| ((beat / self.beats_per_bar) as u32).min(bars - 1))
+    }
+
+    /// Left and right x of the phrase's bars `[first, end)`.
+    pub fn bars_x(&self, (first, end): (u32, u32)) -> (f32, f32) {
+        let at = |bar: u32| self.x_of(self.phrase_start + bar as f64 * self.beats_per_bar);
+        (at(first), at(end))
+    }
+
     /// x of the playhead for a phrase-relative beat, if it is inside the phrase.
     pub fn playhead_x(&self, phrase_beat: f64) -> Option<f32> {
         let b = self.phrase_start + phrase_beat;
         (phrase_beat >= 0.0 && b <= self.beats).then(|| self.x_of(b))
+    }
+}
+
+/// Bars picked in the piano roll for *Regenerate bar*: a click picks one, a drag a range
+/// (at most [`MAX_FILL_BARS`] bars, the most the model fills at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BarPick {
+    anchor: Option<u32>,
+    /// 0-based, end exclusive.
+    pub bars: Option<(u32, u32)>,
+}
+
+impl BarPick {
+    /// The pointer went down on `bar`.
+    pub fn press(&mut self, bar: u32) {
+        self.anchor = Some(bar);
+        self.bars = Some((bar, bar + 1));
+    }
+
+    /// The pointer, still down, is over `bar`.
+    pub fn drag_to(&mut self, bar: u32) {
+        let Some(a) = self.anchor else { return };
+        let max = MAX_FILL_BARS as u32 - 1;
+        let (lo, hi) = if bar >= a {
+            (a, bar.min(a + max))
+        } else {
+            (bar.max(a.saturating_sub(max)), a)
+        };
+        self.bars = Some((lo, hi + 1));
+    }
+
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// "Regenerate bar 3" or "Regenerate bars 3–4" (counted from 1, as a DAW does).
+    pub fn button_label(&self) -> String {
+        match self.bars {
+            Some((a, b)) if b > a + 1 => format!("Regenerate bars {}–{}", a + 1, b),
+            Some((a, _)) => format!("Regenerate bar {}", a + 1),
+            None => "Regenerate bar".into(),
+        }
     }
 }
 
@@ -265,6 +321,7 @@ mod tests {
             beats_per_bar: 4.0,
             bars: 2,
             key: Some("C# minor".into()),
+            variant_of: None,
         }
     }
 
@@ -384,5 +441,26 @@ mod tests {
             activity_line(&done, Some(looped)),
             "Playing bar 1 of 2 · last phrase 2.50 ms/token"
         );
+    }
+
+    #[test]
+    fn a_click_picks_a_phrase_bar_and_a_drag_a_range_of_at_most_eight() {
+        let i = idea();
+        // Primer: one bar; phrase: three bars; 16 beats over 600 points.
+        let layout = RollLayout::fit(600.0, 200.0, &i.primer, &i.notes, 4.0, 3);
+        assert_eq!(layout.phrase_bar_at(100.0, 3), None, "the primer's bar");
+        assert_eq!(layout.phrase_bar_at(250.0, 3), Some(0));
+        assert_eq!(layout.phrase_bar_at(599.0, 3), Some(2));
+        assert_eq!(layout.bars_x((1, 2)), (300.0, 450.0));
+        let mut pick = BarPick::default();
+        pick.press(4);
+        assert_eq!(pick.button_label(), "Regenerate bar 5");
+        pick.drag_to(2);
+        assert_eq!(
+            (pick.bars, pick.button_label().as_str()),
+            (Some((2, 5)), "Regenerate bars 3–5")
+        );
+        pick.drag_to(30);
+        assert_eq!(pick.bars, Some((4, 12)));
     }
 }
