@@ -47,8 +47,11 @@ fn roll_bounds(editor: &Editor) -> (u32, u32, u32, u32) {
     }
 }
 
-/// (onset in phrase ticks of 1/12 beat, pitch), sorted.
-fn onsets(notes: impl Iterator<Item = (f64, u8)>) -> Vec<(i64, u8)> {
+/// (onset in phrase ticks of 1/12 beat, pitch).
+type Onsets = Vec<(i64, u8)>;
+
+/// The onsets of `notes` (beat, pitch), sorted.
+fn onsets(notes: impl Iterator<Item = (f64, u8)>) -> Onsets {
     let mut v: Vec<(i64, u8)> = notes.map(|(b, p)| ((b * 12.0).round() as i64, p)).collect();
     v.sort();
     v
@@ -108,7 +111,7 @@ fn regenerating_bar_3_while_bar_2_plays_changes_only_bar_3_from_its_bar_line() {
     let bpb = original.beats_per_bar;
     // Onsets in ticks (1/12 beat), so that a host beat a hair off the grid counts as on it.
     let bar_3 = ((2.0 * bpb * 12.0) as i64)..((3.0 * bpb * 12.0) as i64);
-    let split = |notes: &[continuo::music::Note]| -> (Vec<(i64, u8)>, Vec<(i64, u8)>) {
+    let split = |notes: &[continuo::music::Note]| -> (Onsets, Onsets) {
         let all = onsets(notes.iter().map(|n| (n.start, n.pitch)));
         all.into_iter().partition(|(t, _)| bar_3.contains(t))
     };
@@ -125,7 +128,7 @@ fn regenerating_bar_3_while_bar_2_plays_changes_only_bar_3_from_its_bar_line() {
             .filter(|o| o.on && o.beat >= phrase_start - 1e-6)
             .map(|o| (o.beat - phrase_start, o.key as u8)),
     );
-    let (played_bar_3, played_others): (Vec<_>, Vec<_>) =
+    let (played_bar_3, played_others): (Onsets, Onsets) =
         played.into_iter().partition(|(t, _)| bar_3.contains(t));
     // Bar 3 as the variant has it, from its bar line on; every other bar as it was.
     assert_eq!(played_bar_3, new_bar_3);

@@ -228,8 +228,14 @@ impl NiceEguiApp for EditorApp {
             let primer = current.as_ref().map_or(&[][..], |i| &i.primer[..]);
             ui.label(format!("Primer key: {}", key_label(primer)));
             self.piano_roll(ui, current.as_ref());
-            if self.pick_idea != current.as_ref().map(|i| i.id) {
-                self.pick.clear();
+            // The pick follows an idea into its variant (regenerate the same bar again);
+            // another idea clears it.
+            match current.as_ref() {
+                Some(c) if self.pick_idea == Some(c.id) => {}
+                Some(c) if c.variant_of.map(|v| v.parent) == self.pick_idea => {
+                    self.pick_idea = Some(c.id)
+                }
+                _ => self.pick.clear(),
             }
             ui.horizontal(|ui| {
                 self.bar_buttons(ui, current.as_ref(), &view);

@@ -161,6 +161,34 @@ pub fn in_kind_report(
     seeds: usize,
     key_from_primer: bool,
 ) -> candle_core::Result<InKindReport> {
+    tally_by_role(primers, seeds, opts, |seeded, p, bpb| {
+        let o = GenerateOptions {
+            key: if key_from_primer {
+                crate::music::detect_key(&p.primer.notes)
+            } else {
+                opts.key
+            },
+            ..seeded
+        };
+        let g = generate_with(scorer, &p.primer, &o, |_| true)?;
+        Ok(check_in_kind(
+            &p.primer.notes,
+            p.primer.bar_count(),
+            &g.variations[0].notes,
+            opts.bars as usize,
+            bpb,
+        ))
+    })
+}
+
+/// Runs `check` for every primer and seed (0..seeds) with `opts` set to that seed, one
+/// variation and the primer's bar length, and tallies the results by role.
+fn tally_by_role(
+    primers: &[RolePrimer],
+    seeds: usize,
+    opts: &GenerateOptions,
+    mut check: impl FnMut(GenerateOptions, &RolePrimer, f64) -> candle_core::Result<InKind>,
+) -> candle_core::Result<InKindReport> {
     let mut by_role: BTreeMap<String, Tally> = BTreeMap::new();
     let mut overall = Tally::default();
     for p in primers {
@@ -170,21 +198,9 @@ pub fn in_kind_report(
                 seed,
                 variations: 1,
                 beats_per_bar: bpb,
-                key: if key_from_primer {
-                    crate::music::detect_key(&p.primer.notes)
-                } else {
-                    opts.key
-                },
                 ..opts.clone()
             };
-            let g = generate_with(scorer, &p.primer, &o, |_| true)?;
-            let k = check_in_kind(
-                &p.primer.notes,
-                p.primer.bar_count(),
-                &g.variations[0].notes,
-                opts.bars as usize,
-                bpb,
-            );
+            let k = check(o, p, bpb)?;
             by_role.entry(p.role.clone()).or_default().add(&k);
             overall.add(&k);
         }
@@ -223,37 +239,23 @@ pub fn infill_in_kind_report(
     opts: &GenerateOptions,
     seeds: usize,
 ) -> candle_core::Result<InKindReport> {
-    let mut by_role: BTreeMap<String, Tally> = BTreeMap::new();
-    let mut overall = Tally::default();
-    for p in primers {
-        let bpb = crate::tokens::quantize(&p.primer).beats_per_bar;
-        for seed in 0..seeds as u64 {
-            let o = GenerateOptions {
-                seed,
-                variations: 1,
-                beats_per_bar: bpb,
-                ..opts.clone()
-            };
-            let g = generate_with(scorer, &p.primer, &o, |_| true)?;
-            let answer = g.variations[0].notes.iter().map(|n| Note {
-                start: n.start + g.start_beat,
-                ..*n
-            });
-            let phrase = Phrase::new(p.primer.notes.iter().copied().chain(answer).collect(), bpb);
-            let first_answer_bar = (g.start_beat / bpb).round() as u32;
-            let bar = first_answer_bar + (seed as u32 % opts.bars.max(1));
-            let filled = infill_with(scorer, &phrase, bar..bar + 1, &o, |_| true)?;
-            let around = around_gap(&phrase, bar..bar + 1);
-            let k = check_in_kind(
-                &around.notes,
-                (first_answer_bar + opts.bars - 1) as usize,
-                &filled.variations[0].notes,
-                1,
-                bpb,
-            );
-            by_role.entry(p.role.clone()).or_default().add(&k);
-            overall.add(&k);
-        }
-    }
-    Ok(InKindReport::of(&by_role, &overall, primers.len(), seeds))
+    tally_by_role(primers, seeds, opts, |o, p, bpb| {
+        let g = generate_with(scorer, &p.primer, &o, |_| true)?;
+        let answer = g.variations[0].notes.iter().map(|n| Note {
+            start: n.start + g.start_beat,
+            ..*n
+        });
+        let phrase = Phrase::new(p.primer.notes.iter().copied().chain(answer).collect(), bpb);
+        let first_answer_bar = (g.start_beat / bpb).round() as u32;
+        let bar = first_answer_bar + (o.seed as u32 % opts.bars.max(1));
+        let filled = infill_with(scorer, &phrase, bar..bar + 1, &o, |_| true)?;
+        let around = around_gap(&phrase, bar..bar + 1);
+        Ok(check_in_kind(
+            &around.notes,
+            (first_answer_bar + opts.bars - 1) as usize,
+            &filled.variations[0].notes,
+            1,
+            bpb,
+        ))
+    })
 }
