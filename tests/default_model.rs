@@ -19,8 +19,7 @@ fn bundled_primer(name: &str) -> continuo::music::Phrase {
 #[test]
 fn the_default_model_card_matches_this_vocabulary_and_records_its_training() {
     let card = read_card(default_dir()).unwrap();
-    // v3 until the fill-in-the-middle retrain lands; v4 reads every v3 sequence.
-    assert!(card.vocab == VocabStamp::current() || card.vocab == VocabStamp::v3());
+    assert_eq!(card.vocab, VocabStamp::current());
     assert!(card.vocab.is_readable(card.architecture.vocab_size()));
     assert!(card.architecture.parameter_count() > 100_000);
     let training = &card.training;
