@@ -209,7 +209,12 @@ fn wait_for_editor_threads_to_end(before: &[(u32, String)]) {
         threads()
             .into_iter()
             .filter(|(tid, name)| {
-                !before.iter().any(|(b, _)| b == tid) && !name.starts_with("continuo-")
+                // The worker's threads and candle's compute pool (started the first time the
+                // worker multiplies, e.g. for a *Regenerate bar* the editor asked for) are the
+                // plugin's, not the editor's, and live on.
+                !before.iter().any(|(b, _)| b == tid)
+                    && !name.starts_with("continuo-")
+                    && !name.starts_with("candle-bp-")
             })
             .collect()
     };
