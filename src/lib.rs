@@ -15,6 +15,7 @@ pub mod train;
 pub mod allocator;
 pub mod audio;
 pub mod bench;
+pub mod logging;
 pub mod params;
 pub mod plugin;
 pub mod shared;

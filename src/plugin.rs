@@ -161,6 +161,10 @@ impl Plugin for Continuo {
         self.params.clone()
     }
 
+    fn setup_logger() -> Option<bool> {
+        crate::logging::install()
+    }
+
     fn editor(&mut self, _executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
         crate::editor::create(
             self.params.clone(),

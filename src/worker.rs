@@ -243,6 +243,17 @@ impl WorkerState {
                 }
             }
         };
+        // For the host's log (the editor shows the same): what plays, or why MIDI passes through.
+        match &status.error {
+            None => tracing::info!(
+                "model {}: {}, {} parameters, on {}",
+                status.name,
+                status.description,
+                status.parameters,
+                status.device
+            ),
+            Some(e) => tracing::warn!("model {} not loaded, MIDI passes through: {e}", status.name),
+        }
         self.shared
             .model_ready
             .store(status.loaded(), Ordering::Release);

@@ -41,7 +41,7 @@ fn the_editor_shows_primer_and_phrase_in_the_piano_roll() {
         }
     };
     rgb.save(&out).unwrap();
-    editor.close(&mut s);
+    editor.close_after_its_parent(&mut s);
     assert!(
         colours > 30,
         "the screenshot is nearly blank ({colours} colours): {}",

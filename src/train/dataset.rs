@@ -30,6 +30,10 @@ pub const ANY_TEXTURE_SHARE: f64 = 0.2;
 /// Half, as code models are trained (Bavarian et al. 2022 found continuation unharmed at
 /// 0.5); measured against a run without it in BENCHMARKS.md ("Infill").
 pub const FILL_SHARE: f64 = 0.5;
+/// Tokens a fill-in-the-middle window reads past its end: enough for the bar its end cuts
+/// (dropped, so that the bars after the gap are whole, as generation gives them) and the
+/// three markers. A bar of four-part chords at half speed is about 60 tokens.
+pub const FILL_MARGIN: usize = 96;
 /// How many bars a training gap spans, with their shares: mostly the one bar a producer
 /// regenerates, sometimes a dragged range.
 pub const FILL_BARS: [(std::ops::RangeInclusive<u8>, f64); 4] = [
@@ -360,6 +364,8 @@ pub struct WindowSampler {
     rng: ChaCha8Rng,
     transpose: bool,
     fill_share: f64,
+    windows: u64,
+    filled: u64,
 }
 
 impl WindowSampler {
@@ -370,6 +376,8 @@ impl WindowSampler {
             rng: ChaCha8Rng::seed_from_u64(seed),
             transpose,
             fill_share: 0.0,
+            windows: 0,
+            filled: 0,
         }
     }
 
@@ -379,19 +387,29 @@ impl WindowSampler {
         self
     }
 
+    /// Share of the windows drawn so far that were rearranged as fill-in-the-middle: below
+    /// the requested share by the windows that hold no whole bar to take out.
+    pub fn filled_share(&self) -> f64 {
+        self.filled as f64 / self.windows.max(1) as f64
+    }
+
     /// `batch` windows, flattened row-major: (batch, len + 1).
     pub fn batch(&mut self, batch: usize) -> Vec<u32> {
         let body = self.len + 1 - PREFIX_LEN;
         let ids = &self.stream.ids;
         let mut out = Vec::with_capacity(batch * (self.len + 1));
         for _ in 0..batch {
+            let fill = self.fill_share > 0.0 && self.rng.gen_bool(self.fill_share);
+            // A fill window reads on past its end, so that the bars after the gap can end
+            // whole and the markers still fit ([`fill_in_the_middle`]).
+            let take = body + if fill { FILL_MARGIN } else { 0 };
             let max_start = ids.len().saturating_sub(body);
             let start = if max_start == 0 {
                 0
             } else {
                 self.rng.gen_range(0..=max_start)
             };
-            let mut w: Vec<u32> = ids[start..].iter().copied().cycle().take(body).collect();
+            let mut w: Vec<u32> = ids[start..].iter().copied().cycle().take(take).collect();
             if self.transpose {
                 let mut shift = self.rng.gen_range(-MAX_TRANSPOSE..=MAX_TRANSPOSE);
                 let mut draw = self.rng.gen::<f64>();
@@ -407,23 +425,28 @@ impl WindowSampler {
             let vocab = Vocab;
             let mut told = |p: f64| !self.rng.gen_bool(p);
             let key = if told(ANY_KEY_SHARE) {
-                vocab.key_of_tokens(&w)
+                vocab.key_of_tokens(&w[..body])
             } else {
                 None
             };
-            let own = vocab.texture_of_tokens(&w, self.stream.beats_per_bar_at(start));
+            let own = vocab.texture_of_tokens(&w[..body], self.stream.beats_per_bar_at(start));
             let texture = TextureBins {
                 polyphony: own.polyphony.filter(|_| told(ANY_TEXTURE_SHARE)),
                 density: own.density.filter(|_| told(ANY_TEXTURE_SHARE)),
                 register: own.register.filter(|_| told(ANY_TEXTURE_SHARE)),
             };
             out.extend(vocab.prefix(key, texture));
-            if self.fill_share > 0.0 && self.rng.gen_bool(self.fill_share) {
-                if let Some(filled) = fill_in_the_middle(&w, &mut self.rng) {
-                    w = filled;
+            self.windows += 1;
+            match fill
+                .then(|| fill_in_the_middle(&w, body, &mut self.rng))
+                .flatten()
+            {
+                Some(filled) => {
+                    self.filled += 1;
+                    out.extend(filled);
                 }
+                None => out.extend_from_slice(&w[..body]),
             }
-            out.extend(w);
         }
         out
     }
@@ -441,14 +464,17 @@ fn draw_fill_bars(rng: &mut impl Rng) -> u8 {
     1
 }
 
-/// A window rearranged around a gap of whole bars, the same length: the tokens before the
+/// A window rearranged around a gap of whole bars, cut to `len` tokens: the tokens before the
 /// gap, `Suffix(n)`, the bars after it, `Middle`, the gap's bars, `FillEnd`, then whatever
 /// followed the piece in the window. The gap and what follows it stay inside one piece (a
 /// window may hold the end of one and the start of the next); the last bar of a piece counts
-/// as whole only when its `EOS` is in the window. Three tokens are dropped to keep the
-/// length: from the window's end, or from its start. `None` when the window holds no whole
-/// bar to take out.
-pub fn fill_in_the_middle(w: &[u32], rng: &mut impl Rng) -> Option<Vec<u32>> {
+/// as whole only when its `EOS` is in the window. The bars after the gap are whole, as
+/// generation gives them: a bar cut by the window's end is dropped. `w` holds
+/// [`FILL_MARGIN`] tokens more than `len`, so that the dropped bar and the three markers
+/// rarely leave the window short; the excess is cut from what follows `FillEnd`, then from
+/// the start (a window starts anywhere anyway). `None` when the window holds no whole bar
+/// to take out, or too little is left.
+pub fn fill_in_the_middle(w: &[u32], len: usize, rng: &mut impl Rng) -> Option<Vec<u32>> {
     let vocab = Vocab;
     let (bar, eos) = (vocab.id(Token::Bar), vocab.id(Token::Eos));
     // Pieces of the window, split at EOS: (start, end), end = the EOS or the window's end.
@@ -474,35 +500,31 @@ pub fn fill_in_the_middle(w: &[u32], rng: &mut impl Rng) -> Option<Vec<u32>> {
         .iter()
         .map(|p| (*p, whole_bars(p)))
         .max_by_key(|(_, b)| b.len())?;
-    if bars.is_empty() {
-        return None;
-    }
-    let n = (draw_fill_bars(rng) as usize).min(bars.len());
-    let k = rng.gen_range(0..=bars.len() - n);
+    let &(_, last_whole) = bars.last()?;
+    // What follows the bars after the gap: the rest of the window after the piece's EOS, or
+    // nothing when the piece runs past the window's end (its cut bar is dropped).
+    let rest = if piece.1 < w.len() {
+        &w[piece.1..]
+    } else {
+        &[][..]
+    };
+    let kept = last_whole + rest.len() + 3;
+    let excess = kept.checked_sub(len)?;
+    let from_end = excess.min(rest.len());
+    let from_front = excess - from_end;
+    // The gap starts after the cut at the front.
+    let first = bars.iter().position(|&(s, _)| s >= from_front)?;
+    let n = (draw_fill_bars(rng) as usize).min(bars.len() - first);
+    let k = rng.gen_range(first..=bars.len() - n);
     let (gap_start, gap_end) = (bars[k].0, bars[k + n - 1].1);
-    let rest = &w[piece.1..];
-    let after = &w[gap_end..piece.1];
-    // The model reads `Middle` after a whole note or bar line, as generation gives it; a
-    // window that ends inside a note after the gap is left plain. (Measured next: how much of
-    // the share this leaves; trimming the note and drawing a longer window would keep it.)
-    let whole = |id: u32| matches!(vocab.token(id), Some(Token::Duration(_) | Token::Bar));
-    if after.last().is_some_and(|&id| !whole(id)) {
-        return None;
-    }
-    // Three tokens make room for the markers: from the window's end, else from its start
-    // (a window starts anywhere anyway), so the bars after the gap stay whole.
-    let from_front = 3usize.saturating_sub(rest.len());
-    if gap_start < from_front {
-        return None;
-    }
     let sides = InfillSides {
         before: &w[from_front..gap_start],
-        after,
+        after: &w[gap_end..last_whole],
         bars: n as u8,
     };
     let mut out = sides.with_middle(&w[gap_start..gap_end]);
-    out.extend_from_slice(&rest[..rest.len() - (3 - from_front)]);
-    debug_assert_eq!(out.len(), w.len());
+    out.extend_from_slice(&rest[..rest.len() - from_end]);
+    debug_assert_eq!(out.len(), len);
     Some(out)
 }
 
@@ -705,14 +727,17 @@ mod tests {
         let ids = v.encode(&Phrase::new(notes, 4.0), true);
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let mut sizes = std::collections::BTreeSet::new();
+        let mut made = 0;
         for _ in 0..200 {
             // Whole pieces, and windows that start and end inside one.
             let cut = rng.gen_range(0..20);
             let w = &ids[cut..ids.len() - rng.gen_range(0..20)];
-            let Some(f) = fill_in_the_middle(w, &mut rng) else {
+            let len = w.len() - rng.gen_range(0..=FILL_MARGIN.min(w.len() / 2));
+            let Some(f) = fill_in_the_middle(w, len, &mut rng) else {
                 continue;
             };
-            assert_eq!(f.len(), w.len());
+            made += 1;
+            assert_eq!(f.len(), len);
             let n = f
                 .iter()
                 .find_map(|&id| match v.token(id) {
@@ -728,23 +753,54 @@ mod tests {
                 .filter(|&&id| id == v.id(Token::Bar))
                 .count();
             assert_eq!(gap_bars, n as usize);
-            // What comes before Middle is whole: a note's duration or a bar line.
-            let last = v.token(f[middle - 1]);
-            assert!(
-                matches!(
-                    last,
-                    Some(Token::Duration(_) | Token::Bar | Token::Suffix(_))
-                ),
-                "{last:?} before Middle"
-            );
-            let plain: Vec<_> = v.decode(&w[..f.len()]).notes;
+            // The bars after the gap are whole: they end where the next bar line of the
+            // window stands, or at the piece's end.
+            let suffix = f
+                .iter()
+                .position(|&id| v.token(id) == Some(Token::Suffix(n)));
+            let after = &f[suffix.unwrap() + 1..middle];
+            let at = w
+                .windows(after.len() + 1)
+                .position(|s| s[..after.len()] == *after && s[after.len()] == v.id(Token::Bar))
+                .or_else(|| (w.ends_with(&[v.id(Token::Eos)])).then_some(0));
+            assert!(after.is_empty() || at.is_some(), "bars after the gap cut");
+            let plain: Vec<_> = v.decode(w).notes;
             if f[0] == v.id(Token::Bos) {
                 assert!(crate::tokens::Grammar::accepts(&f[..=end]));
                 let filled = v.decode(&f).notes;
-                assert!(filled.iter().all(|n| plain.contains(n) || n.start > 0.0));
+                assert!(filled.iter().all(|n| plain.contains(n)));
             }
         }
         assert!(sizes.len() >= 3, "gap sizes drawn: {sizes:?}");
+        assert!(made >= 150, "{made} of 200 windows rearranged");
+    }
+
+    #[test]
+    fn the_share_of_fill_windows_is_the_share_asked_for() {
+        // Eight tunes of 64 notes, windows of 128 tokens: nearly every window holds whole bars.
+        let ids: Vec<u32> = (0..8u8)
+            .flat_map(|t| {
+                let notes = (0..64)
+                    .map(|i| crate::music::Note {
+                        start: i as f64 * 0.5,
+                        duration: 0.5,
+                        pitch: 50 + t + (i * 5 % 17) as u8,
+                        velocity: 80,
+                    })
+                    .collect();
+                Vocab.encode(&Phrase::new(notes, 4.0), true)
+            })
+            .collect();
+        let mut s =
+            WindowSampler::new(TokenStream::from_ids(ids, 4.0), 128, 7, true).with_fill_share(0.5);
+        let middle = Vocab.id(Token::Middle);
+        let rows = s.batch(400);
+        let filled = rows.chunks(129).filter(|w| w.contains(&middle)).count();
+        assert!(
+            (170..=230).contains(&filled),
+            "{filled} of 400 windows filled"
+        );
+        assert_eq!(s.filled_share(), filled as f64 / 400.0);
     }
 
     /// The texture bins a window's prefix tells.

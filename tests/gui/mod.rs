@@ -61,7 +61,27 @@ pub fn start_xvfb() -> Xvfb {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::env::set_var("DISPLAY", format!(":{display}"));
+    // The plugin logs here (nice-log reads NICE_LOG when the bundle is loaded), so that a
+    // test can read what a host would print.
+    std::env::set_var("NICE_LOG", plugin_log_path());
     Xvfb(child)
+}
+
+/// Where the plugin's log goes in this test process.
+fn plugin_log_path() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("continuo-gui-{}.log", std::process::id()))
+}
+
+/// The lines of the plugin's log about its windows (baseview, X11), which a host prints to
+/// its user.
+fn windowing_messages() -> Vec<String> {
+    let log = std::fs::read_to_string(plugin_log_path()).unwrap_or_default();
+    // The log works: the worker said which model it loaded.
+    assert!(log.contains("model default"), "the plugin's log: {log:?}");
+    log.lines()
+        .filter(|l| l.contains("X11") || l.contains("baseview") || l.contains("window"))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The plugin's editor, embedded in a window of ours at the screen's top-left corner.
@@ -179,10 +199,21 @@ impl Editor {
         }
     }
 
-    /// Closes the editor and waits for every thread it started to end.
+    /// Closes the editor, waits for every thread it started to end, and finds nothing about
+    /// its windows in the plugin's log.
     pub fn close(self, s: &mut Session) {
         self.gui.destroy(&s.instance.plugin_handle());
         wait_for_editor_threads_to_end(&self.threads_before);
+        let said = windowing_messages();
+        assert!(said.is_empty(), "closing the editor logged {said:#?}");
+    }
+
+    /// Closes the editor as a host that destroys its own window first: the plugin's window
+    /// goes with it, and the editor is told afterwards.
+    pub fn close_after_its_parent(self, s: &mut Session) {
+        self.conn.destroy_window(self.window).unwrap();
+        self.conn.get_input_focus().unwrap().reply().unwrap();
+        self.close(s);
     }
 }
 
