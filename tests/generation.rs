@@ -241,3 +241,40 @@ fn a_broken_weights_file_is_reported_without_a_backtrace() {
         "{stderr}"
     );
 }
+
+#[test]
+fn gap_nll_within_the_grammar_is_never_above_the_whole_vocabulary_and_kinds_add_up() {
+    use continuo::train::infill_eval::{gap_cases, gap_nll};
+    let m = load_model(common::tiny_model_dir(), &Device::Cpu).unwrap();
+    let notes = (0..64)
+        .map(|i| continuo::music::Note {
+            start: i as f64 * 0.5,
+            duration: 0.5,
+            pitch: 60 + (i * 5 % 12) as u8,
+            velocity: 80,
+        })
+        .collect();
+    let piece = continuo::train::Piece::new("g.mid".into(), Phrase::new(notes, 4.0), vec![]);
+    for bars in [1, 2] {
+        let cases = gap_cases(std::slice::from_ref(&piece), bars, 10, 128);
+        assert!(!cases.is_empty());
+        let g = gap_nll(&m.model, &Device::Cpu, &cases, bars).unwrap();
+        let finite = [
+            g.both_sides_per_note,
+            g.prefix_only_per_note,
+            g.both_sides_per_note_in_grammar,
+            g.prefix_only_per_note_in_grammar,
+        ];
+        assert!(finite.iter().all(|x| x.is_finite() && *x > 0.0), "{g:?}");
+        // Leaving out tokens that cannot come there only raises the target's share.
+        assert!(g.both_sides_per_note_in_grammar <= g.both_sides_per_note + 1e-6);
+        assert!(g.prefix_only_per_note_in_grammar <= g.prefix_only_per_note + 1e-6);
+        let (b, p) = g
+            .by_kind
+            .values()
+            .fold((0.0, 0.0), |(b, p), (kb, kp)| (b + kb, p + kp));
+        assert!((b - g.both_sides_per_note).abs() < 1e-3, "{g:?}");
+        assert!((p - g.prefix_only_per_note).abs() < 1e-3, "{g:?}");
+        assert!(g.by_kind.contains_key("gap end") && g.by_kind.contains_key("pitch"));
+    }
+}

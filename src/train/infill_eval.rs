@@ -3,9 +3,10 @@
 
 use super::Piece;
 use crate::model::Model;
-use crate::tokens::{split_bars, InfillSides, Token, Vocab, PREFIX_LEN};
+use crate::tokens::{split_bars, Grammar, InfillSides, Token, Vocab, PREFIX_LEN};
 use candle_core::{Device, Result, Tensor, D};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Bars heard on each side of a held-out gap (fewer where the piece or the context ends).
 pub const CONTEXT_BARS: usize = 4;
@@ -111,17 +112,77 @@ pub struct GapNll {
     pub prefix_only_per_token: f64,
     /// 1 − both / prefix only: how much the bars after the gap help.
     pub reduction: f64,
+    /// The same three over the tokens the grammar allows at each step (as generation
+    /// samples): the model's mass on tokens that cannot come there (a bar line after the
+    /// gap's last bar, where only its end may) left out, both ways.
+    pub both_sides_per_note_in_grammar: f64,
+    pub prefix_only_per_note_in_grammar: f64,
+    pub reduction_in_grammar: f64,
+    /// Where the nats go: per kind of token predicted (`Token::kind`; the token that closes
+    /// the gap counts as "gap end" both ways), nats per note of the gap, both sides then
+    /// prefix only.
+    pub by_kind: BTreeMap<&'static str, (f64, f64)>,
 }
 
-/// Sum of the negative log-likelihoods of the last `scored` tokens of `seq`.
-fn tail_nll(model: &Model, device: &Device, seq: &[u32], scored: usize) -> Result<f64> {
+/// The negative log-likelihood of each of the last `scored` tokens of `seq`: as the model
+/// scores it over the whole vocabulary, and over the tokens the grammar allows there (what
+/// generation samples from, before temperature and steering).
+fn tail_nll(
+    model: &Model,
+    device: &Device,
+    seq: &[u32],
+    scored: usize,
+) -> Result<(Vec<f64>, Vec<f64>)> {
     let ids = Tensor::from_vec(seq.to_vec(), (1, seq.len()), device)?;
     let t = seq.len() - 1;
     let logits = model.forward(&ids.narrow(1, 0, t)?)?.squeeze(0)?;
-    let log_p = candle_nn::ops::log_softmax(&logits.narrow(0, t - scored, scored)?, D::Minus1)?;
+    let logits = logits.narrow(0, t - scored, scored)?;
     let target = Tensor::from_vec(seq[seq.len() - scored..].to_vec(), (scored, 1), device)?;
-    let picked = log_p.gather(&target, 1)?.sum_all()?.to_scalar::<f32>()?;
-    Ok(-(picked as f64))
+    let nll = |logits: &Tensor| -> Result<Vec<f64>> {
+        let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+        let picked = log_p.gather(&target, 1)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(picked.into_iter().map(|lp| -(lp as f64)).collect())
+    };
+    // The grammar's state before each scored token.
+    let vocab = logits.dim(1)?;
+    let mut grammar = Grammar::new();
+    seq[..t + 1 - scored]
+        .iter()
+        .for_each(|&id| grammar.advance(id));
+    let mut mask = Vec::with_capacity(scored * vocab);
+    for &id in &seq[t + 1 - scored..] {
+        mask.extend((0..vocab as u32).map(|v| {
+            if grammar.allows(v) {
+                0f32
+            } else {
+                f32::NEG_INFINITY
+            }
+        }));
+        grammar.advance(id);
+    }
+    let mask = Tensor::from_vec(mask, (scored, vocab), device)?;
+    Ok((nll(&logits)?, nll(&(logits + mask)?)?))
+}
+
+/// The kind of each scored token of a case (its last one closes the gap).
+fn scored_kinds(seq: &[u32], scored: usize) -> impl Iterator<Item = &'static str> + '_ {
+    let tail = &seq[seq.len() - scored..];
+    tail.iter().enumerate().map(move |(i, &id)| {
+        if i + 1 == tail.len() {
+            "gap end"
+        } else {
+            Vocab.token(id).map_or("?", |t| t.kind())
+        }
+    })
+}
+
+/// 1 − both / prefix only.
+fn reduction(both: f64, prefix: f64) -> f64 {
+    if prefix > 0.0 {
+        1.0 - both / prefix
+    } else {
+        0.0
+    }
 }
 
 /// Scores every case both ways with `model`.
@@ -132,14 +193,28 @@ pub fn gap_nll(
     gap_bars: usize,
 ) -> Result<GapNll> {
     let (mut both, mut prefix, mut notes, mut tokens) = (0.0, 0.0, 0usize, 0usize);
+    let (mut both_in, mut prefix_in) = (0.0, 0.0);
+    let mut by_kind: BTreeMap<&'static str, (f64, f64)> = BTreeMap::new();
     for c in cases {
         debug_assert!(c.prefix_only.len() > PREFIX_LEN + c.scored);
-        both += tail_nll(model, device, &c.both_sides, c.scored)?;
-        prefix += tail_nll(model, device, &c.prefix_only, c.scored)?;
+        let (b, b_in) = tail_nll(model, device, &c.both_sides, c.scored)?;
+        let (p, p_in) = tail_nll(model, device, &c.prefix_only, c.scored)?;
+        both_in += b_in.iter().sum::<f64>();
+        prefix_in += p_in.iter().sum::<f64>();
+        for ((kind, b), p) in scored_kinds(&c.both_sides, c.scored).zip(&b).zip(&p) {
+            let e = by_kind.entry(kind).or_default();
+            e.0 += b;
+            e.1 += p;
+        }
+        both += b.iter().sum::<f64>();
+        prefix += p.iter().sum::<f64>();
         notes += c.notes;
         tokens += c.scored;
     }
     let per = |x: f64, n: usize| x / n.max(1) as f64;
+    for e in by_kind.values_mut() {
+        *e = (per(e.0, notes), per(e.1, notes));
+    }
     Ok(GapNll {
         gaps: cases.len(),
         gap_bars,
@@ -148,11 +223,11 @@ pub fn gap_nll(
         prefix_only_per_note: per(prefix, notes),
         both_sides_per_token: per(both, tokens),
         prefix_only_per_token: per(prefix, tokens),
-        reduction: if prefix > 0.0 {
-            1.0 - both / prefix
-        } else {
-            0.0
-        },
+        reduction: reduction(both, prefix),
+        both_sides_per_note_in_grammar: per(both_in, notes),
+        prefix_only_per_note_in_grammar: per(prefix_in, notes),
+        reduction_in_grammar: reduction(both_in, prefix_in),
+        by_kind,
     })
 }
 
@@ -160,7 +235,6 @@ pub fn gap_nll(
 mod tests {
     use super::*;
     use crate::music::{Note, Phrase};
-    use crate::tokens::Grammar;
 
     #[test]
     fn a_gap_case_reads_both_ways_and_scores_the_same_gap() {

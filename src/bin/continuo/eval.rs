@@ -422,6 +422,21 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
             g.prefix_only_per_note,
             100.0 * g.reduction
         );
+        let kinds: Vec<String> = g
+            .by_kind
+            .iter()
+            .map(|(k, (b, p))| format!("{k} {b:.3} vs {p:.3}"))
+            .collect();
+        println!(
+            "  over the tokens the grammar allows (as generation samples): {:.3} vs {:.3} ({:.1} % lower)",
+            g.both_sides_per_note_in_grammar,
+            g.prefix_only_per_note_in_grammar,
+            100.0 * g.reduction_in_grammar
+        );
+        println!(
+            "  nats per note by kind, both sides vs before only: {}",
+            kinds.join(", ")
+        );
     }
     println!("model NLL by kind of token predicted:");
     for (kind, &(nats, n, first)) in &by_kind {
