@@ -30,10 +30,9 @@ pub const ANY_TEXTURE_SHARE: f64 = 0.2;
 /// Half, as code models are trained (Bavarian et al. 2022 found continuation unharmed at
 /// 0.5); measured against a run without it in BENCHMARKS.md ("Infill").
 pub const FILL_SHARE: f64 = 0.5;
-/// Tokens a fill-in-the-middle window reads past its end: enough for the bar its end cuts
-/// (dropped, so that the bars after the gap are whole, as generation gives them) and the
-/// three markers. A bar of four-part chords at half speed is about 60 tokens.
-pub const FILL_MARGIN: usize = 96;
+/// Most whole bars after a training gap: generation hears the rest of a phrase (4–8 bars)
+/// after the bars it regenerates, `eval --infill` up to 4.
+pub const MAX_AFTER_BARS: usize = 8;
 /// How many bars a training gap spans, with their shares: mostly the one bar a producer
 /// regenerates, sometimes a dragged range.
 pub const FILL_BARS: [(std::ops::RangeInclusive<u8>, f64); 4] = [
@@ -400,16 +399,23 @@ impl WindowSampler {
         let mut out = Vec::with_capacity(batch * (self.len + 1));
         for _ in 0..batch {
             let fill = self.fill_share > 0.0 && self.rng.gen_bool(self.fill_share);
-            // A fill window reads on past its end, so that the bars after the gap can end
-            // whole and the markers still fit ([`fill_in_the_middle`]).
-            let take = body + if fill { FILL_MARGIN } else { 0 };
             let max_start = ids.len().saturating_sub(body);
             let start = if max_start == 0 {
                 0
             } else {
                 self.rng.gen_range(0..=max_start)
             };
-            let mut w: Vec<u32> = ids[start..].iter().copied().cycle().take(take).collect();
+            let mut w: Vec<u32> = ids[start..].iter().copied().cycle().take(body).collect();
+            // What follows a filled gap: the start of another piece, as in a packed stream.
+            let mut next = if fill {
+                let from = self.rng.gen_range(0..ids.len());
+                let bos = Vocab.id(Token::Bos);
+                let b = (from..ids.len()).chain(0..from).find(|&i| ids[i] == bos);
+                let b = b.unwrap_or(from);
+                ids[b..].iter().copied().cycle().take(body).collect()
+            } else {
+                Vec::new()
+            };
             if self.transpose {
                 let mut shift = self.rng.gen_range(-MAX_TRANSPOSE..=MAX_TRANSPOSE);
                 let mut draw = self.rng.gen::<f64>();
@@ -421,15 +427,16 @@ impl WindowSampler {
                     draw -= share;
                 }
                 transpose_tokens(&mut w, shift);
+                transpose_tokens(&mut next, shift);
             }
             let vocab = Vocab;
             let mut told = |p: f64| !self.rng.gen_bool(p);
             let key = if told(ANY_KEY_SHARE) {
-                vocab.key_of_tokens(&w[..body])
+                vocab.key_of_tokens(&w)
             } else {
                 None
             };
-            let own = vocab.texture_of_tokens(&w[..body], self.stream.beats_per_bar_at(start));
+            let own = vocab.texture_of_tokens(&w, self.stream.beats_per_bar_at(start));
             let texture = TextureBins {
                 polyphony: own.polyphony.filter(|_| told(ANY_TEXTURE_SHARE)),
                 density: own.density.filter(|_| told(ANY_TEXTURE_SHARE)),
@@ -438,14 +445,14 @@ impl WindowSampler {
             out.extend(vocab.prefix(key, texture));
             self.windows += 1;
             match fill
-                .then(|| fill_in_the_middle(&w, body, &mut self.rng))
+                .then(|| fill_in_the_middle(&w, body, &next, &mut self.rng))
                 .flatten()
             {
                 Some(filled) => {
                     self.filled += 1;
                     out.extend(filled);
                 }
-                None => out.extend_from_slice(&w[..body]),
+                None => out.extend(w),
             }
         }
         out
@@ -464,17 +471,23 @@ fn draw_fill_bars(rng: &mut impl Rng) -> u8 {
     1
 }
 
-/// A window rearranged around a gap of whole bars, cut to `len` tokens: the tokens before the
-/// gap, `Suffix(n)`, the bars after it, `Middle`, the gap's bars, `FillEnd`, then whatever
-/// followed the piece in the window. The gap and what follows it stay inside one piece (a
-/// window may hold the end of one and the start of the next); the last bar of a piece counts
-/// as whole only when its `EOS` is in the window. The bars after the gap are whole, as
-/// generation gives them: a bar cut by the window's end is dropped. `w` holds
-/// [`FILL_MARGIN`] tokens more than `len`, so that the dropped bar and the three markers
-/// rarely leave the window short; the excess is cut from what follows `FillEnd`, then from
-/// the start (a window starts anywhere anyway). `None` when the window holds no whole bar
-/// to take out, or too little is left.
-pub fn fill_in_the_middle(w: &[u32], len: usize, rng: &mut impl Rng) -> Option<Vec<u32>> {
+/// A window rearranged around a gap of whole bars, `len` tokens: the tokens before the gap,
+/// `Suffix(n)`, up to [`MAX_AFTER_BARS`] whole bars after it (as many as generation gives:
+/// from none, a gap at the end, to all it has), `Middle`, the gap's bars, `FillEnd`, then
+/// `next` (the start of another piece, as in a packed stream) to fill the window. The gap and
+/// the bars after it are whole bars of one piece (a window may hold the end of one and the
+/// start of the next; the last bar of a piece counts as whole only when its `EOS` is in the
+/// window). Drawing how many bars follow the gap puts `FillEnd` anywhere in the window: when
+/// it always came last, the model learned to end a gap at the window's last position (its
+/// position embedding) instead of counting the gap's bars, and at generation, where the gap
+/// ends anywhere, it wanted another bar line (68 % of its mass, measured). `None` when the
+/// first `len - 3` tokens of `w` hold no whole bar to take out.
+pub fn fill_in_the_middle(
+    w: &[u32],
+    len: usize,
+    next: &[u32],
+    rng: &mut impl Rng,
+) -> Option<Vec<u32>> {
     let vocab = Vocab;
     let (bar, eos) = (vocab.id(Token::Bar), vocab.id(Token::Eos));
     // Pieces of the window, split at EOS: (start, end), end = the EOS or the window's end.
@@ -496,34 +509,33 @@ pub fn fill_in_the_middle(w: &[u32], len: usize, rng: &mut impl Rng) -> Option<V
         }
         bars
     };
-    let (piece, bars) = pieces
+    // Bars that fit in `len` tokens with the three markers.
+    let bars: Vec<(usize, usize)> = pieces
         .iter()
-        .map(|p| (*p, whole_bars(p)))
-        .max_by_key(|(_, b)| b.len())?;
-    let &(_, last_whole) = bars.last()?;
-    // What follows the bars after the gap: the rest of the window after the piece's EOS, or
-    // nothing when the piece runs past the window's end (its cut bar is dropped).
-    let rest = if piece.1 < w.len() {
-        &w[piece.1..]
-    } else {
-        &[][..]
-    };
-    let kept = last_whole + rest.len() + 3;
-    let excess = kept.checked_sub(len)?;
-    let from_end = excess.min(rest.len());
-    let from_front = excess - from_end;
-    // The gap starts after the cut at the front.
-    let first = bars.iter().position(|&(s, _)| s >= from_front)?;
-    let n = (draw_fill_bars(rng) as usize).min(bars.len() - first);
-    let k = rng.gen_range(first..=bars.len() - n);
+        .map(|p| {
+            let mut b = whole_bars(p);
+            b.retain(|&(_, end)| end + 3 <= len);
+            b
+        })
+        .max_by_key(|b| b.len())
+        .filter(|b| !b.is_empty())?;
+    let n = (draw_fill_bars(rng) as usize).min(bars.len());
+    let k = rng.gen_range(0..=bars.len() - n);
     let (gap_start, gap_end) = (bars[k].0, bars[k + n - 1].1);
+    let following = (bars.len() - k - n).min(MAX_AFTER_BARS);
+    let m = rng.gen_range(0..=following);
+    let after_end = if m == 0 { gap_end } else { bars[k + n + m - 1].1 };
+    // Before, after and the gap, the three markers, then `next`.
+    if after_end + 3 + next.len() < len {
+        return None;
+    }
     let sides = InfillSides {
-        before: &w[from_front..gap_start],
-        after: &w[gap_end..last_whole],
+        before: &w[..gap_start],
+        after: &w[gap_end..after_end],
         bars: n as u8,
     };
     let mut out = sides.with_middle(&w[gap_start..gap_end]);
-    out.extend_from_slice(&rest[..rest.len() - from_end]);
+    out.extend_from_slice(&next[..len - out.len()]);
     debug_assert_eq!(out.len(), len);
     Some(out)
 }
@@ -727,13 +739,14 @@ mod tests {
         let ids = v.encode(&Phrase::new(notes, 4.0), true);
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let mut sizes = std::collections::BTreeSet::new();
-        let mut made = 0;
+        let mut ends = std::collections::BTreeSet::new();
+        let (mut made, mut ending_last) = (0, 0);
         for _ in 0..200 {
             // Whole pieces, and windows that start and end inside one.
             let cut = rng.gen_range(0..20);
             let w = &ids[cut..ids.len() - rng.gen_range(0..20)];
-            let len = w.len() - rng.gen_range(0..=FILL_MARGIN.min(w.len() / 2));
-            let Some(f) = fill_in_the_middle(w, len, &mut rng) else {
+            let len = w.len();
+            let Some(f) = fill_in_the_middle(w, len, &ids, &mut rng) else {
                 continue;
             };
             made += 1;
@@ -748,6 +761,10 @@ mod tests {
             sizes.insert(n);
             let middle = f.iter().position(|&id| id == v.id(Token::Middle)).unwrap();
             let end = f.iter().position(|&id| id == v.id(Token::FillEnd)).unwrap();
+            ends.insert(end);
+            ending_last += usize::from(end + 1 == len);
+            // Another piece follows the filled gap.
+            assert!(end + 1 == len || f[end + 1] == v.id(Token::Bos));
             let gap_bars = f[middle..end]
                 .iter()
                 .filter(|&&id| id == v.id(Token::Bar))
@@ -767,12 +784,15 @@ mod tests {
             let plain: Vec<_> = v.decode(w).notes;
             if f[0] == v.id(Token::Bos) {
                 assert!(crate::tokens::Grammar::accepts(&f[..=end]));
-                let filled = v.decode(&f).notes;
+                let filled = v.decode(&f[..=end]).notes;
                 assert!(filled.iter().all(|n| plain.contains(n)));
             }
         }
         assert!(sizes.len() >= 3, "gap sizes drawn: {sizes:?}");
         assert!(made >= 150, "{made} of 200 windows rearranged");
+        // The gap ends anywhere in the window, not at its last position.
+        assert!(ends.len() >= 50, "{} places", ends.len());
+        assert!(ending_last * 5 < made, "{ending_last} of {made} end last");
     }
 
     #[test]
