@@ -524,7 +524,11 @@ pub fn fill_in_the_middle(
     let (gap_start, gap_end) = (bars[k].0, bars[k + n - 1].1);
     let following = (bars.len() - k - n).min(MAX_AFTER_BARS);
     let m = rng.gen_range(0..=following);
-    let after_end = if m == 0 { gap_end } else { bars[k + n + m - 1].1 };
+    let after_end = if m == 0 {
+        gap_end
+    } else {
+        bars[k + n + m - 1].1
+    };
     // Before, after and the gap, the three markers, then `next`.
     if after_end + 3 + next.len() < len {
         return None;
