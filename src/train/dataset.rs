@@ -445,7 +445,7 @@ impl WindowSampler {
             out.extend(vocab.prefix(key, texture));
             self.windows += 1;
             match fill
-                .then(|| fill_in_the_middle(&w, body, &next, &mut self.rng))
+                .then(|| fill_in_the_middle(&w, &next, &mut self.rng))
                 .flatten()
             {
                 Some(filled) => {
@@ -471,7 +471,7 @@ fn draw_fill_bars(rng: &mut impl Rng) -> u8 {
     1
 }
 
-/// A window rearranged around a gap of whole bars, `len` tokens: the tokens before the gap,
+/// A window rearranged around a gap of whole bars, as long as `w`: the tokens before the gap,
 /// `Suffix(n)`, up to [`MAX_AFTER_BARS`] whole bars after it (as many as generation gives:
 /// from none, a gap at the end, to all it has), `Middle`, the gap's bars, `FillEnd`, then
 /// `next` (the start of another piece, as in a packed stream) to fill the window. The gap and
@@ -481,14 +481,10 @@ fn draw_fill_bars(rng: &mut impl Rng) -> u8 {
 /// it always came last, the model learned to end a gap at the window's last position (its
 /// position embedding) instead of counting the gap's bars, and at generation, where the gap
 /// ends anywhere, it wanted another bar line (68 % of its mass, measured). `None` when the
-/// first `len - 3` tokens of `w` hold no whole bar to take out.
-pub fn fill_in_the_middle(
-    w: &[u32],
-    len: usize,
-    next: &[u32],
-    rng: &mut impl Rng,
-) -> Option<Vec<u32>> {
+/// window, less its last three tokens, holds no whole bar to take out.
+pub fn fill_in_the_middle(w: &[u32], next: &[u32], rng: &mut impl Rng) -> Option<Vec<u32>> {
     let vocab = Vocab;
+    let len = w.len();
     let (bar, eos) = (vocab.id(Token::Bar), vocab.id(Token::Eos));
     // Pieces of the window, split at EOS: (start, end), end = the EOS or the window's end.
     let mut pieces = Vec::new();
@@ -750,7 +746,7 @@ mod tests {
             let cut = rng.gen_range(0..20);
             let w = &ids[cut..ids.len() - rng.gen_range(0..20)];
             let len = w.len();
-            let Some(f) = fill_in_the_middle(w, len, &ids, &mut rng) else {
+            let Some(f) = fill_in_the_middle(w, &ids, &mut rng) else {
                 continue;
             };
             made += 1;
