@@ -117,7 +117,7 @@ fn train_step_seconds(
     let mut step = |rng: &mut rand_chacha::ChaCha8Rng, times: &mut StepTimes| -> Result<()> {
         let ids = random_ids(rng, batch * (seq_len + 1), vocab);
         let t = Instant::now();
-        let loss = crate::train::trainer::window_loss(model, ids, batch, seq_len, device)?;
+        let loss = crate::train::trainer::window_loss(model, ids, batch, seq_len, 1.0, device)?;
         let forward = t.elapsed().as_secs_f64();
         let grads = loss.backward()?;
         let backward = t.elapsed().as_secs_f64();

@@ -109,6 +109,29 @@ fn cross_entropy_matches_the_composition() {
 }
 
 #[test]
+fn weighted_cross_entropy_matches_the_composition() {
+    let dev = Device::Cpu;
+    let logits = Var::randn(0f32, 3.0, (50, 303), &dev).unwrap();
+    let targets = Tensor::from_vec(
+        (0..50u32).map(|i| (i * 37) % 303).collect::<Vec<_>>(),
+        50,
+        &dev,
+    )
+    .unwrap();
+    let weights: Vec<f32> = (0..50).map(|i| if i % 7 < 2 { 4.0 } else { 1.0 }).collect();
+    check(
+        "weighted cross-entropy",
+        std::slice::from_ref(&logits),
+        || ops::weighted_cross_entropy(&logits, &targets, &weights).unwrap(),
+    );
+    // Equal weights give the plain mean.
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let plain = ops::cross_entropy(&logits, &targets).unwrap();
+    let equal = ops::weighted_cross_entropy(&logits, &targets, &[2.5; 50]).unwrap();
+    assert!(rel_err(&equal, &plain) < 1e-5);
+}
+
+#[test]
 fn bias_add_in_linear_matches_the_composition() {
     let dev = Device::Cpu;
     let x = Var::randn(0f32, 1.0, (3, 19, 24), &dev).unwrap();

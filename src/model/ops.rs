@@ -572,8 +572,24 @@ pub fn linear(x: &Tensor, layer: &candle_nn::Linear) -> Result<Tensor> {
 
 // ---------------------------------------------------------------- cross-entropy
 
-/// Mean cross-entropy of (n, v) logits against (n,) u32 targets.
-struct CrossEntropy;
+/// Cross-entropy of (n, v) logits against (n,) u32 targets: the mean over rows, or, with
+/// `weights`, each row's loss times its weight, over the weights' sum.
+struct CrossEntropy {
+    weights: Option<Vec<f32>>,
+}
+
+impl CrossEntropy {
+    /// Each row's weight over the sum of all of them.
+    fn row_scales(&self, rows: usize) -> Vec<f32> {
+        match &self.weights {
+            Some(w) => {
+                let sum: f32 = w.iter().sum();
+                w.iter().map(|x| x / sum.max(f32::MIN_POSITIVE)).collect()
+            }
+            None => vec![1.0 / rows as f32; rows],
+        }
+    }
+}
 
 impl CustomOp2 for CrossEntropy {
     fn name(&self) -> &'static str {
@@ -593,19 +609,18 @@ impl CustomOp2 for CrossEntropy {
             _ => candle_core::bail!("cross-entropy: targets must be contiguous u32"),
         };
         let v = logits.len() / targets.len();
+        let scales = self.row_scales(targets.len());
         let total: f64 = logits
             .par_chunks(v)
             .zip(targets.par_iter())
-            .map(|(row, &t)| {
+            .zip(scales.par_iter())
+            .map(|((row, &t), &scale)| {
                 let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
                 let lse = row.iter().map(|x| (x - max).exp()).sum::<f32>().ln() + max;
-                (lse - row[t as usize]) as f64
+                ((lse - row[t as usize]) * scale) as f64
             })
             .sum();
-        Ok((
-            CpuStorage::F32(vec![(total / targets.len() as f64) as f32]),
-            Shape::from(()),
-        ))
+        Ok((CpuStorage::F32(vec![total as f32]), Shape::from(())))
     }
 
     fn bwd(
@@ -617,13 +632,16 @@ impl CustomOp2 for CrossEntropy {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let lv = vec_of(logits)?;
         let tv = targets.contiguous()?.to_vec1::<u32>()?;
-        let scale = g.to_scalar::<f32>()? / tv.len() as f32;
+        let g = g.to_scalar::<f32>()?;
+        let scales = self.row_scales(tv.len());
         let v = lv.len() / tv.len();
         let mut d = vec![0f32; lv.len()];
         d.par_chunks_mut(v)
             .zip(lv.par_chunks(v))
             .zip(tv.par_iter())
-            .for_each(|((dr, row), &t)| {
+            .zip(scales.par_iter())
+            .for_each(|(((dr, row), &t), &scale)| {
+                let scale = g * scale;
                 let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
                 let mut sum = 0f32;
                 for (o, x) in dr.iter_mut().zip(row) {
@@ -647,9 +665,39 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     if fused_on(logits) {
         logits
             .contiguous()?
-            .apply_op2(&targets.contiguous()?, CrossEntropy)
+            .apply_op2(&targets.contiguous()?, CrossEntropy { weights: None })
     } else {
         candle_nn::loss::cross_entropy(logits, targets)
+    }
+}
+
+/// Cross-entropy of (n, v) logits against (n,) u32 targets with a weight per row: the sum of
+/// each row's loss times its weight, over the sum of the weights; differentiable in `logits`.
+pub fn weighted_cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: &[f32],
+) -> Result<Tensor> {
+    if weights.len() != targets.elem_count() {
+        candle_core::bail!(
+            "cross-entropy: {} weights for {} targets",
+            weights.len(),
+            targets.elem_count()
+        );
+    }
+    if fused_on(logits) {
+        logits.contiguous()?.apply_op2(
+            &targets.contiguous()?,
+            CrossEntropy {
+                weights: Some(weights.to_vec()),
+            },
+        )
+    } else {
+        let log_p = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
+        let picked = log_p.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
+        let w = Tensor::from_slice(weights, weights.len(), logits.device())?;
+        let sum: f32 = weights.iter().sum();
+        (picked * w)?.sum_all()?.affine(-1.0 / sum as f64, 0.0)
     }
 }
 

@@ -540,6 +540,32 @@ pub fn fill_in_the_middle(w: &[u32], next: &[u32], rng: &mut impl Rng) -> Option
     Some(out)
 }
 
+/// The weight of each next-token target of windows of `window` tokens (flattened `ids`), in
+/// the order `eval::stream_predictions` lays them out (from the token after the prefix):
+/// `gap_weight` for a filled gap's tokens and the `FillEnd` that closes it, 1 for the rest.
+/// Weighting the gap is how training spends more of its gradient on what only
+/// fill-in-the-middle can teach, using the bars after a gap, without drawing more fill
+/// windows (each one less for plain continuation).
+pub fn target_weights(ids: &[u32], window: usize, gap_weight: f32) -> Vec<f32> {
+    let (middle, fill_end) = (Vocab.id(Token::Middle), Vocab.id(Token::FillEnd));
+    let mut weights = Vec::with_capacity(ids.len() / window * (window - PREFIX_LEN));
+    for w in ids.chunks(window) {
+        let mut in_gap = false;
+        for (i, &id) in w.iter().enumerate() {
+            let gap_token = in_gap;
+            if id == middle {
+                in_gap = true;
+            } else if id == fill_end {
+                in_gap = false;
+            }
+            if i >= PREFIX_LEN {
+                weights.push(if gap_token { gap_weight } else { 1.0 });
+            }
+        }
+    }
+    weights
+}
+
 /// Shifts every pitch token by `shift` semitones, or by less (towards 0) if that would leave
 /// the piano's range; returns the shift applied.
 pub fn transpose_tokens(ids: &mut [u32], shift: i32) -> i32 {
@@ -622,6 +648,31 @@ mod tests {
         );
         assert_eq!(transpose_tokens(&mut ids, -4), -4);
         assert_eq!(v.pitch_of(ids[0]), Some(104));
+    }
+
+    #[test]
+    fn a_gaps_tokens_and_its_end_are_weighted() {
+        let v = Vocab;
+        let bar = v.id(Token::Bar);
+        let pos = v.id(Token::Position(0));
+        let (middle, fill_end) = (v.id(Token::Middle), v.id(Token::FillEnd));
+        // prefix(4) | Bar Suffix(1) Bar Middle Bar Pos FillEnd Bar
+        let prefix = v.any_prefix();
+        let body = [
+            bar,
+            v.id(Token::Suffix(1)),
+            bar,
+            middle,
+            bar,
+            pos,
+            fill_end,
+            bar,
+        ];
+        let window: Vec<u32> = prefix.iter().copied().chain(body).collect();
+        let ids = [window.clone(), window].concat();
+        let w = target_weights(&ids, body.len() + PREFIX_LEN, 3.0);
+        let one = [1.0, 1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 1.0];
+        assert_eq!(w, [one, one].concat());
     }
 
     #[test]

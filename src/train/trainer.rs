@@ -1,6 +1,8 @@
 //! The training loop: packed random windows, AdamW, checkpoints, time budget, loss curve.
 
-use super::dataset::{load_corpus, packed_stream, training_stream, Corpus, WindowSampler};
+use super::dataset::{
+    load_corpus, packed_stream, target_weights, training_stream, Corpus, WindowSampler,
+};
 use super::eval::{nll, stream_predictions, windows};
 use super::optim::{learning_rate, AdamW};
 use crate::model::copy_guard::CopyGuard;
@@ -47,6 +49,9 @@ pub struct TrainOptions {
     pub base_mix: Option<BaseMix>,
     /// Share of windows rearranged as fill-in-the-middle ([`super::dataset::FILL_SHARE`]).
     pub fill_share: f64,
+    /// Loss weight of a filled gap's tokens against 1 for every other token
+    /// ([`super::dataset::target_weights`]); 1 trains on the plain mean.
+    pub gap_weight: f64,
 }
 
 /// A share of every batch drawn from another corpus's training split, and that corpus's
@@ -261,7 +266,14 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
         if let Some(r) = rehearsal.as_mut() {
             ids.extend(r.sampler.batch(rehearsed));
         }
-        let loss = window_loss(&model, ids, opts.batch, opts.seq_len, device)?;
+        let loss = window_loss(
+            &model,
+            ids,
+            opts.batch,
+            opts.seq_len,
+            opts.gap_weight,
+            device,
+        )?;
         let grads = loss.backward()?;
         optimizer.step(&grads, lr, opts.clip)?;
         let loss = loss.to_scalar::<f32>()? as f64;
@@ -344,6 +356,7 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
             "schedule": if opts.from.is_some() { "fine-tune" } else { "from scratch" },
             "warmup_share": opts.warmup,
             "fill_share": opts.fill_share,
+            "gap_weight": opts.gap_weight,
             // Measured: windows without a whole bar to take out stay plain.
             "fill_share_made": sampler.filled_share(),
             "base_mix": opts.base_mix.as_ref().map(|m| serde_json::json!({
@@ -401,17 +414,23 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
     Ok(report)
 }
 
-/// Mean next-token cross-entropy of `batch` windows of `seq_len + 1` tokens (flattened ids).
+/// Next-token cross-entropy of `batch` windows of `seq_len + 1` tokens (flattened ids): the
+/// mean, or with `gap_weight` ≠ 1 the mean weighted by [`target_weights`].
 pub fn window_loss(
     model: &Model,
     ids: Vec<u32>,
     batch: usize,
     seq_len: usize,
+    gap_weight: f64,
     device: &Device,
 ) -> candle_core::Result<Tensor> {
+    let weights = (gap_weight != 1.0).then(|| target_weights(&ids, seq_len + 1, gap_weight as f32));
     let ids = Tensor::from_vec(ids, (batch, seq_len + 1), device)?;
     let (logits, target) = stream_predictions(model, &ids)?;
-    crate::model::ops::cross_entropy(&logits, &target)
+    match weights {
+        Some(w) => crate::model::ops::weighted_cross_entropy(&logits, &target, &w),
+        None => crate::model::ops::cross_entropy(&logits, &target),
+    }
 }
 
 fn val_loss(model: &Model, device: &Device, windows: &[Vec<u32>], batch: usize) -> Result<f64> {

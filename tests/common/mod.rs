@@ -58,6 +58,7 @@ pub fn train_options(out: &Path, arch: Architecture, steps: usize) -> TrainOptio
         from: None,
         base_mix: None,
         fill_share: continuo::train::dataset::FILL_SHARE,
+        gap_weight: 1.0,
     }
 }
 

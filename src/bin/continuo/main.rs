@@ -163,6 +163,13 @@ fn share_f64(s: &str) -> Result<f64, String> {
     }
 }
 
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("'{s}' must be a number above 0 (e.g. 3)")),
+    }
+}
+
 fn pitch_arg(s: &str) -> Result<u8, String> {
     parse_pitch(s)
         .ok_or_else(|| format!("'{s}' is not a pitch: use 0–127 or a name such as C4 or F#2"))

@@ -51,6 +51,11 @@ pub struct TrainArgs {
     /// fills a gap of bars (`generate --infill`, the editor's Regenerate bar) [default: 0.5].
     #[arg(long, value_parser = share_f64)]
     fill_share: Option<f64>,
+    /// Loss weight of the tokens of a filled gap (and the marker closing it) against 1 for
+    /// every other token: more of the gradient goes to what only fill-in-the-middle
+    /// teaches, hearing the bars after a gap.
+    #[arg(long, default_value_t = 1.0, value_parser = positive_f64)]
+    gap_weight: f64,
     /// Stop after this many optimizer steps.
     #[arg(long)]
     steps: Option<usize>,
@@ -196,6 +201,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         from: a.from.clone(),
         base_mix,
         fill_share: a.fill_share.unwrap_or(continuo::train::dataset::FILL_SHARE),
+        gap_weight: a.gap_weight,
     };
     let r = train(&opts, &device)?;
     if !r.skipped.is_empty() {
