@@ -240,3 +240,44 @@ fn fused_gradients_match_finite_differences() {
         );
     }
 }
+
+#[test]
+fn decoding_steps_match_candles_ops() {
+    use candle_nn::{VarBuilder, VarMap};
+    use continuo::model::transformer::{Config, KvCache, Transformer};
+    let dev = Device::Cpu;
+    // Head size 12: the dot products' vector loop has a tail.
+    let cfg = Config {
+        vocab_size: 29,
+        d_model: 48,
+        n_layers: 2,
+        n_heads: 4,
+        d_ff: 80,
+        max_seq_len: 20,
+    };
+    let vm = VarMap::new();
+    let model = Transformer::new(
+        &cfg,
+        VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev),
+    )
+    .unwrap();
+    let ids: Vec<u32> = (0..40u32).map(|i| (i * 11 + 5) % 29).collect();
+    let ids = Tensor::from_vec(ids, (2, 20), &dev).unwrap();
+    let run = |fused: bool| {
+        let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        ops::set_fused(fused);
+        let mut cache = KvCache::default();
+        let mut out = vec![model
+            .forward_cached(&ids.narrow(1, 0, 6).unwrap(), &mut cache)
+            .unwrap()];
+        for t in 6..20 {
+            let step = ids.narrow(1, t, 1).unwrap();
+            out.push(model.forward_cached(&step, &mut cache).unwrap());
+        }
+        ops::set_fused(true);
+        Tensor::stack(&out, 0).unwrap()
+    };
+    let (steps, composition) = (run(true), run(false));
+    let e = rel_err(&steps, &composition);
+    assert!(e <= 1e-4, "decoding steps: rel err {e}");
+}

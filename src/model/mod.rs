@@ -1,6 +1,7 @@
 //! Next-token models over the event vocabulary (candle), their files on disk, and sampling.
 
 pub mod copy_guard;
+pub mod decode;
 pub mod files;
 pub mod lstm;
 pub mod ops;

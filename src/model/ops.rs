@@ -19,7 +19,7 @@ pub fn set_fused(on: bool) {
     FUSED.store(on, Ordering::Relaxed);
 }
 
-fn fused_on(t: &Tensor) -> bool {
+pub(crate) fn fused_on(t: &Tensor) -> bool {
     FUSED.load(Ordering::Relaxed) && matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32
 }
 
@@ -126,7 +126,8 @@ impl CustomOp3 for LayerNormOp {
     }
 }
 
-fn moments(xr: &[f32]) -> (f32, f32) {
+/// Mean and 1 / standard deviation of a row, as LayerNorm uses them (also in decoding).
+pub(crate) fn moments(xr: &[f32]) -> (f32, f32) {
     let d = xr.len() as f32;
     let mean = xr.iter().sum::<f32>() / d;
     let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d;
@@ -405,6 +406,12 @@ pub fn causal_mask(tq: usize, tk: usize, device: &Device) -> Result<Tensor> {
 const GELU_C: f32 = 0.797_884_6; // sqrt(2 / pi)
 const GELU_A: f32 = 0.044_715;
 
+/// The tanh-approximated GELU of one value (training's kernel and decoding both use it).
+#[inline(always)]
+pub(crate) fn gelu_value(v: f32) -> f32 {
+    0.5 * v * (1.0 + fast_tanh(GELU_C * (v + GELU_A * v * v * v)))
+}
+
 /// tanh as a clamped rational function (the 13/6 approximation Eigen and XNNPACK use),
 /// within a few float ulps of `f32::tanh` on the whole line. glibc's `tanhf` goes through
 /// `expm1f` one element at a time (16 % of a training step in perf); this compiles to a
@@ -447,7 +454,7 @@ impl CustomOp1 for Gelu {
             .zip(x.par_chunks(4096))
             .for_each(|(yc, xc)| {
                 for (o, &v) in yc.iter_mut().zip(xc) {
-                    *o = 0.5 * v * (1.0 + fast_tanh(GELU_C * (v + GELU_A * v * v * v)));
+                    *o = gelu_value(v);
                 }
             });
         Ok((CpuStorage::F32(y), layout.shape().clone()))

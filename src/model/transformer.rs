@@ -3,10 +3,12 @@
 //! Pre-norm blocks (LayerNorm → causal self-attention → LayerNorm → GELU MLP), learned
 //! absolute positions, output head tied to the token embedding.
 
+use super::decode::{BlockWeights, DecodeWeights, FastCache};
 use super::ops;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{linear, Embedding, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
@@ -38,6 +40,10 @@ impl LayerNorm {
         })
     }
 
+    fn values(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok((self.weight.to_vec1()?, self.bias.to_vec1()?))
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         ops::layer_norm(x, &self.weight, &self.bias)
     }
@@ -45,10 +51,13 @@ impl LayerNorm {
 
 /// Keys and values of every past position, per layer, in buffers of (batch, heads,
 /// max_seq_len, head_dim) allocated once: each step writes its row in place instead of
-/// concatenating (which copied the whole cache and allocated a new one every token).
+/// concatenating (which copied the whole cache and allocated a new one every token). A
+/// prefill writes candle's buffers; the first decoding step after it moves them into a
+/// [`FastCache`], which every later step of the sequence uses.
 #[derive(Default)]
 pub struct KvCache {
     layers: Vec<Option<LayerCache>>,
+    fast: Option<Box<FastCache>>,
 }
 
 struct LayerCache {
@@ -73,6 +82,9 @@ impl LayerCache {
 impl KvCache {
     /// Positions already held.
     pub fn len(&self) -> usize {
+        if let Some(f) = &self.fast {
+            return f.len();
+        }
         match self.layers.first() {
             Some(Some(c)) => c.len,
             _ => 0,
@@ -177,6 +189,19 @@ pub struct Transformer {
     blocks: Vec<Block>,
     ln_f: LayerNorm,
     cfg: Config,
+    /// The weights as decoding steps read them, copied at the first step. A model being
+    /// trained never decodes (training and its evaluations run whole windows), so the copy
+    /// cannot go stale.
+    decode_weights: OnceLock<Box<DecodeWeights>>,
+}
+
+/// A `Linear`'s weight (out, in) row-major and its bias.
+fn linear_values(l: &Linear) -> Result<(Vec<f32>, Vec<f32>)> {
+    let bias = match l.bias() {
+        Some(b) => b.to_vec1()?,
+        None => Vec::new(),
+    };
+    Ok((l.weight().flatten_all()?.to_vec1()?, bias))
 }
 
 impl Transformer {
@@ -190,7 +215,78 @@ impl Transformer {
             blocks,
             ln_f: LayerNorm::new(cfg.d_model, vb.pp("ln_f"))?,
             cfg: cfg.clone(),
+            decode_weights: OnceLock::new(),
         })
+    }
+
+    fn decode_weights(&self) -> Result<&DecodeWeights> {
+        if let Some(w) = self.decode_weights.get() {
+            return Ok(w);
+        }
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| {
+                Ok(BlockWeights {
+                    ln1: b.ln1.values()?,
+                    qkv: linear_values(&b.attn.qkv)?,
+                    out: linear_values(&b.attn.out)?,
+                    ln2: b.ln2.values()?,
+                    up: linear_values(&b.mlp.up)?,
+                    down: linear_values(&b.mlp.down)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let w = DecodeWeights {
+            d_model: self.cfg.d_model,
+            n_heads: self.cfg.n_heads,
+            d_ff: self.cfg.d_ff,
+            vocab: self.cfg.vocab_size,
+            max_seq_len: self.cfg.max_seq_len,
+            tokens: self.tokens.embeddings().flatten_all()?.to_vec1()?,
+            positions: self.positions.embeddings().flatten_all()?.to_vec1()?,
+            blocks,
+            ln_f: self.ln_f.values()?,
+        };
+        Ok(self.decode_weights.get_or_init(|| Box::new(w)))
+    }
+
+    /// Decoding steps on [`FastCache`]: after a prefill (or earlier steps) on the CPU, one
+    /// token per sequence at a time; `None` where candle's ops must run (nothing cached yet,
+    /// another device, or fused kernels turned off to test against the composition).
+    fn fast_steps(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Option<Tensor>> {
+        let (b, t) = ids.dims2()?;
+        if !ops::fused_on(self.tokens.embeddings()) || (cache.fast.is_none() && t > 1) {
+            return Ok(None);
+        }
+        let w = self.decode_weights()?;
+        if cache.fast.is_none() {
+            let layers = cache
+                .layers
+                .iter()
+                .map(|l| l.as_ref().map(|c| (&c.k, &c.v)))
+                .collect::<Option<Vec<_>>>();
+            let Some(layers) = layers.filter(|l| !l.is_empty()) else {
+                return Ok(None);
+            };
+            let len = cache.len();
+            cache.fast = Some(Box::new(FastCache::from_layers(w, &layers, len)?));
+            cache.layers.iter_mut().for_each(|l| *l = None);
+        }
+        let Some(fast) = cache.fast.as_mut() else {
+            return Ok(None);
+        };
+        if fast.batch() != b {
+            candle_core::bail!("{b} sequences fed to a cache of {}", fast.batch());
+        }
+        let ids = ids.to_vec2::<u32>()?;
+        let mut logits = Vec::new();
+        for step in 0..t {
+            let next: Vec<u32> = ids.iter().map(|row| row[step]).collect();
+            logits = w.step(fast, &next)?;
+        }
+        let device = self.tokens.embeddings().device();
+        Tensor::from_vec(logits, (b, self.cfg.vocab_size), device).map(Some)
     }
 
     pub fn config(&self) -> &Config {
@@ -205,6 +301,12 @@ impl Transformer {
 
     /// Feeds `ids` (batch, time) after what `cache` holds; logits of the last position (batch, vocab).
     pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        if let Some(logits) = self.fast_steps(ids, cache)? {
+            return Ok(logits);
+        }
+        if cache.fast.is_some() {
+            candle_core::bail!("this cache moved to decoding steps on the CPU");
+        }
         if cache.layers.len() != self.blocks.len() {
             cache.layers = (0..self.blocks.len()).map(|_| None).collect();
         }
@@ -309,6 +411,10 @@ mod tests {
             rows.push((t, logits));
         }
         assert_eq!(cache.len(), 12);
+        assert!(
+            cache.fast.is_some(),
+            "the steps after the prefill ran on FastCache"
+        );
         for (t, cached) in rows {
             let want = full.i((.., t)).unwrap();
             let err = crate::model::max_abs_diff(&cached, &want);

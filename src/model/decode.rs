@@ -1,0 +1,396 @@
+//! Cached decoding steps of the transformer on plain f32 buffers, without candle.
+//!
+//! Why our own: a decoding step reads every weight once for a handful of multiply-adds per
+//! weight, so it is bound by memory and by overhead, not arithmetic. Through candle a step
+//! was about 25 tensor ops per layer, each allocating its output and dispatching through
+//! the backend (copies for the head split and the cache write included): at context 256
+//! that cost as much as reading the 13 MB of weights. Here a step writes into buffers
+//! allocated once, reads each weight row once for every sequence of the batch, and keeps
+//! the keys and values laid out for the dot products of the next step.
+//!
+//! Prefill (many tokens at once) stays with candle's matrix products, then its cache is
+//! copied here once ([`FastCache::from_layers`]); the arithmetic of a step (LayerNorm,
+//! GELU) is the training kernels' own ([`ops::moments`], [`ops::gelu_value`]).
+
+use super::ops;
+use candle_core::{Result, Tensor};
+
+/// One block's weights, each matrix (out, in) row-major as candle's `Linear` holds it.
+pub(crate) struct BlockWeights {
+    pub ln1: (Vec<f32>, Vec<f32>),
+    pub qkv: (Vec<f32>, Vec<f32>),
+    pub out: (Vec<f32>, Vec<f32>),
+    pub ln2: (Vec<f32>, Vec<f32>),
+    pub up: (Vec<f32>, Vec<f32>),
+    pub down: (Vec<f32>, Vec<f32>),
+}
+
+/// The transformer's weights read out of candle once, for decoding steps.
+pub(crate) struct DecodeWeights {
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub d_ff: usize,
+    pub vocab: usize,
+    pub max_seq_len: usize,
+    /// (vocab, d): the token embedding, also the output head (tied).
+    pub tokens: Vec<f32>,
+    /// (max_seq_len, d).
+    pub positions: Vec<f32>,
+    pub blocks: Vec<BlockWeights>,
+    pub ln_f: (Vec<f32>, Vec<f32>),
+}
+
+/// Keys and values of every past position of every sequence, per layer, laid out
+/// (batch, heads, max_seq_len, head_dim), and the scratch rows of a step.
+pub struct FastCache {
+    batch: usize,
+    len: usize,
+    /// Per layer: keys, then values.
+    kv: Vec<(Vec<f32>, Vec<f32>)>,
+    x: Vec<f32>,
+    normed: Vec<f32>,
+    qkv: Vec<f32>,
+    attended: Vec<f32>,
+    projected: Vec<f32>,
+    hidden: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+impl FastCache {
+    /// Takes over a cache candle's prefill wrote: per layer its (batch, heads, max_seq_len,
+    /// head_dim) key and value buffers, of which `len` positions are filled.
+    pub(crate) fn from_layers(
+        w: &DecodeWeights,
+        layers: &[(&Tensor, &Tensor)],
+        len: usize,
+    ) -> Result<Self> {
+        let batch = match layers.first() {
+            Some((k, _)) => k.dim(0)?,
+            None => 1,
+        };
+        let mut kv = Vec::with_capacity(layers.len());
+        for (k, v) in layers {
+            let (_, _, max, _) = k.dims4()?;
+            if max != w.max_seq_len {
+                candle_core::bail!("cache holds {max} positions, the model {}", w.max_seq_len);
+            }
+            kv.push((
+                k.flatten_all()?.to_vec1::<f32>()?,
+                v.flatten_all()?.to_vec1::<f32>()?,
+            ));
+        }
+        let d = w.d_model;
+        Ok(Self {
+            batch,
+            len,
+            kv,
+            x: vec![0.0; batch * d],
+            normed: vec![0.0; batch * d],
+            qkv: vec![0.0; batch * 3 * d],
+            attended: vec![0.0; batch * d],
+            projected: vec![0.0; batch * d],
+            hidden: vec![0.0; batch * w.d_ff],
+            scores: vec![0.0; w.max_seq_len],
+        })
+    }
+
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+}
+
+impl DecodeWeights {
+    /// Feeds one token per sequence after what `cache` holds; the logits of each sequence,
+    /// (batch, vocab) row-major.
+    pub(crate) fn step(&self, cache: &mut FastCache, next: &[u32]) -> Result<Vec<f32>> {
+        let (b, d) = (cache.batch, self.d_model);
+        if next.len() != b {
+            candle_core::bail!("{} tokens for a cache of {b} sequences", next.len());
+        }
+        let pos = cache.len;
+        if pos >= self.max_seq_len {
+            candle_core::bail!(
+                "context {} exceeds the model's {} positions",
+                pos + 1,
+                self.max_seq_len
+            );
+        }
+        for (r, &id) in next.iter().enumerate() {
+            let id = id as usize;
+            if id >= self.vocab {
+                candle_core::bail!("token {id} is outside the model's {} ids", self.vocab);
+            }
+            let x = &mut cache.x[r * d..(r + 1) * d];
+            let tok = &self.tokens[id * d..(id + 1) * d];
+            let p = &self.positions[pos * d..(pos + 1) * d];
+            for ((o, t), p) in x.iter_mut().zip(tok).zip(p) {
+                *o = t + p;
+            }
+        }
+        for (block, (keys, values)) in self.blocks.iter().zip(cache.kv.iter_mut()) {
+            layer_norm_rows(&cache.x, &block.ln1, &mut cache.normed, d);
+            matvec_rows(&block.qkv.0, &block.qkv.1, &cache.normed, &mut cache.qkv, d);
+            attend(
+                &cache.qkv,
+                keys,
+                values,
+                &mut cache.attended,
+                &mut cache.scores,
+                Shape {
+                    heads: self.n_heads,
+                    head_dim: d / self.n_heads,
+                    max: self.max_seq_len,
+                    pos,
+                },
+            );
+            matvec_rows(
+                &block.out.0,
+                &block.out.1,
+                &cache.attended,
+                &mut cache.projected,
+                d,
+            );
+            add_into(&mut cache.x, &cache.projected);
+            layer_norm_rows(&cache.x, &block.ln2, &mut cache.normed, d);
+            matvec_rows(
+                &block.up.0,
+                &block.up.1,
+                &cache.normed,
+                &mut cache.hidden,
+                d,
+            );
+            cache
+                .hidden
+                .iter_mut()
+                .for_each(|v| *v = ops::gelu_value(*v));
+            matvec_rows(
+                &block.down.0,
+                &block.down.1,
+                &cache.hidden,
+                &mut cache.projected,
+                self.d_ff,
+            );
+            add_into(&mut cache.x, &cache.projected);
+        }
+        cache.len += 1;
+        layer_norm_rows(&cache.x, &self.ln_f, &mut cache.normed, d);
+        let mut logits = vec![0f32; b * self.vocab];
+        matvec_rows(&self.tokens, &[], &cache.normed, &mut logits, d);
+        Ok(logits)
+    }
+}
+
+/// Where one step's attention reads.
+#[derive(Clone, Copy)]
+struct Shape {
+    heads: usize,
+    head_dim: usize,
+    max: usize,
+    /// The step's position: its key and value go there, and it attends to 0..=pos.
+    pos: usize,
+}
+
+/// Writes each sequence's key and value for `s.pos` into the cache, then its attention
+/// output (batch, d) into `out`.
+fn attend(
+    qkv: &[f32],
+    keys: &mut [f32],
+    values: &mut [f32],
+    out: &mut [f32],
+    scores: &mut [f32],
+    s: Shape,
+) {
+    let d = s.heads * s.head_dim;
+    let scale = 1.0 / (s.head_dim as f32).sqrt();
+    for (r, (row, out_row)) in qkv.chunks(3 * d).zip(out.chunks_mut(d)).enumerate() {
+        for h in 0..s.heads {
+            let slot = ((r * s.heads + h) * s.max) * s.head_dim;
+            let head = h * s.head_dim..(h + 1) * s.head_dim;
+            let at = slot + s.pos * s.head_dim;
+            keys[at..at + s.head_dim].copy_from_slice(&row[d..][head.clone()]);
+            values[at..at + s.head_dim].copy_from_slice(&row[2 * d..][head.clone()]);
+            let q = &row[head.clone()];
+            let k = &keys[slot..slot + (s.pos + 1) * s.head_dim];
+            let sc = &mut scores[..=s.pos];
+            for (o, kr) in sc.iter_mut().zip(k.chunks_exact(s.head_dim)) {
+                *o = dot(q, kr) * scale;
+            }
+            let max = sc.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            let mut sum = 0f32;
+            for o in sc.iter_mut() {
+                *o = (*o - max).exp();
+                sum += *o;
+            }
+            let y = &mut out_row[head];
+            y.fill(0.0);
+            let v = &values[slot..slot + (s.pos + 1) * s.head_dim];
+            for (&p, vr) in sc.iter().zip(v.chunks_exact(s.head_dim)) {
+                axpy(p / sum, vr, y);
+            }
+        }
+    }
+}
+
+fn layer_norm_rows(x: &[f32], (w, b): &(Vec<f32>, Vec<f32>), out: &mut [f32], d: usize) {
+    for (xr, or) in x.chunks(d).zip(out.chunks_mut(d)) {
+        let (mean, rstd) = ops::moments(xr);
+        for (((o, &v), &w), &b) in or.iter_mut().zip(xr).zip(w).zip(b) {
+            *o = (v - mean) * rstd * w + b;
+        }
+    }
+}
+
+fn add_into(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+}
+
+/// `out[r] = W · x[r] + bias` for every row `r` of `x` (rows of `inp`); `W` is (out, inp)
+/// row-major, `bias` empty or one value per output. Each weight row is read once, for every
+/// row of `x` while it is in L1.
+fn matvec_rows(w: &[f32], bias: &[f32], x: &[f32], out: &mut [f32], inp: usize) {
+    let outs = w.len() / inp;
+    let rows = x.len() / inp;
+    for (j, wr) in w.chunks_exact(inp).enumerate() {
+        let b = bias.get(j).copied().unwrap_or(0.0);
+        for r in 0..rows {
+            out[r * outs + j] = dot(wr, &x[r * inp..(r + 1) * inp]) + b;
+        }
+    }
+}
+
+/// Dot product of two equal-length rows.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above; the check is cached).
+        return unsafe { simd::dot_avx2(a, b) };
+    }
+    dot_portable(a, b)
+}
+
+/// `y += a · x`.
+#[inline]
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: as in `dot`.
+        return unsafe { simd::axpy_avx2(a, x, y) };
+    }
+    y.iter_mut().zip(x).for_each(|(o, &v)| *o += a * v);
+}
+
+/// Eight independent sums, so the compiler can vectorise without reassociating one.
+fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    //! The release build targets baseline x86-64 (SSE2); these two kernels are compiled for
+    //! AVX2 + FMA and chosen at run time, since a decoding step is nearly all dot products.
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (k, s) in acc.iter_mut().enumerate() {
+                let off = i + 8 * k;
+                *s = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(off)),
+                    _mm256_loadu_ps(pb.add(off)),
+                    *s,
+                );
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            acc[0] = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(i)),
+                _mm256_loadu_ps(pb.add(i)),
+                acc[0],
+            );
+            i += 8;
+        }
+        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), s);
+        let mut total: f32 = lanes.iter().sum();
+        while i < n {
+            total += a[i] * b[i];
+            i += 1;
+        }
+        total
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
+        let n = x.len().min(y.len());
+        let (px, py) = (x.as_ptr(), y.as_mut_ptr());
+        let va = _mm256_set1_ps(a);
+        let mut i = 0;
+        while i + 8 <= n {
+            let v = _mm256_fmadd_ps(va, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)));
+            _mm256_storeu_ps(py.add(i), v);
+            i += 8;
+        }
+        while i < n {
+            y[i] += a * x[i];
+            i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kernels_agree_with_plain_sums_on_every_length() {
+        for n in [0, 1, 7, 8, 9, 31, 32, 33, 64, 100, 256] {
+            let a: Vec<f32> = (0..n).map(|i| ((i * 7) % 13) as f32 * 0.1 - 0.6).collect();
+            let b: Vec<f32> = (0..n).map(|i| ((i * 5) % 11) as f32 * 0.2 - 1.0).collect();
+            let want: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!(
+                (dot(&a, &b) - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                "dot {n}"
+            );
+            assert!((dot_portable(&a, &b) - want).abs() <= 1e-4 * (1.0 + want.abs()));
+            let mut y = b.clone();
+            axpy(0.5, &a, &mut y);
+            for ((o, x), v) in y.iter().zip(&a).zip(&b) {
+                assert!((o - (v + 0.5 * x)).abs() < 1e-6, "axpy {n}");
+            }
+        }
+    }
+}
