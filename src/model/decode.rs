@@ -10,7 +10,8 @@
 //!
 //! Prefill (many tokens at once) stays with candle's matrix products, then its cache is
 //! copied here once ([`FastCache::from_layers`]); the arithmetic of a step (LayerNorm,
-//! GELU) is the training kernels' own ([`ops::moments`], [`ops::gelu_value`]).
+//! softmax, GELU) is the training kernels' own ([`ops::moments`], [`ops::softmax_in_place`],
+//! [`ops::gelu_value`]).
 
 use super::ops;
 use candle_core::{Result, Tensor};
@@ -224,17 +225,12 @@ fn attend(
             for (o, kr) in sc.iter_mut().zip(k.chunks_exact(s.head_dim)) {
                 *o = dot(q, kr) * scale;
             }
-            let max = sc.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-            let mut sum = 0f32;
-            for o in sc.iter_mut() {
-                *o = (*o - max).exp();
-                sum += *o;
-            }
+            ops::softmax_in_place(sc);
             let y = &mut out_row[head];
             y.fill(0.0);
             let v = &values[slot..slot + (s.pos + 1) * s.head_dim];
             for (&p, vr) in sc.iter().zip(v.chunks_exact(s.head_dim)) {
-                axpy(p / sum, vr, y);
+                axpy(p, vr, y);
             }
         }
     }
