@@ -8,13 +8,12 @@
 //! allocated once, reads each weight row once for every sequence of the batch, and keeps
 //! the keys and values laid out for the dot products of the next step.
 //!
-//! Prefill (many tokens at once) stays with candle's matrix products, then its cache is
-//! copied here once ([`FastCache::from_layers`]); the arithmetic of a step (LayerNorm,
-//! softmax, GELU) is the training kernels' own ([`ops::moments`], [`ops::softmax_in_place`],
-//! [`ops::gelu_value`]).
+//! The prefill before the steps (many tokens at once) is `prefill.rs`, which writes this
+//! cache; the arithmetic of a step (LayerNorm, softmax, GELU) is the training kernels' own
+//! ([`ops::moments`], [`ops::softmax_in_place`], [`ops::gelu_value`]).
 
 use super::ops;
-use candle_core::{Result, Tensor};
+use candle_core::Result;
 
 /// One block's weights, each matrix (out, in) row-major as candle's `Linear` holds it.
 pub(crate) struct BlockWeights {
@@ -45,9 +44,9 @@ pub(crate) struct DecodeWeights {
 /// (batch, heads, max_seq_len, head_dim), and the scratch rows of a step.
 pub struct FastCache {
     batch: usize,
-    len: usize,
+    pub(super) len: usize,
     /// Per layer: keys, then values.
-    kv: Vec<(Vec<f32>, Vec<f32>)>,
+    pub(super) kv: Vec<(Vec<f32>, Vec<f32>)>,
     x: Vec<f32>,
     normed: Vec<f32>,
     qkv: Vec<f32>,
@@ -58,33 +57,14 @@ pub struct FastCache {
 }
 
 impl FastCache {
-    /// Takes over a cache candle's prefill wrote: per layer its (batch, heads, max_seq_len,
-    /// head_dim) key and value buffers, of which `len` positions are filled.
-    pub(crate) fn from_layers(
-        w: &DecodeWeights,
-        layers: &[(&Tensor, &Tensor)],
-        len: usize,
-    ) -> Result<Self> {
-        let batch = match layers.first() {
-            Some((k, _)) => k.dim(0)?,
-            None => 1,
-        };
-        let mut kv = Vec::with_capacity(layers.len());
-        for (k, v) in layers {
-            let (_, _, max, _) = k.dims4()?;
-            if max != w.max_seq_len {
-                candle_core::bail!("cache holds {max} positions, the model {}", w.max_seq_len);
-            }
-            kv.push((
-                k.flatten_all()?.to_vec1::<f32>()?,
-                v.flatten_all()?.to_vec1::<f32>()?,
-            ));
-        }
+    /// A cache of `batch` sequences holding no position yet.
+    pub(crate) fn empty(w: &DecodeWeights, batch: usize) -> Self {
         let d = w.d_model;
-        Ok(Self {
+        let layer = || vec![0f32; batch * w.max_seq_len * d];
+        Self {
             batch,
-            len,
-            kv,
+            len: 0,
+            kv: w.blocks.iter().map(|_| (layer(), layer())).collect(),
             x: vec![0.0; batch * d],
             normed: vec![0.0; batch * d],
             qkv: vec![0.0; batch * 3 * d],
@@ -92,7 +72,7 @@ impl FastCache {
             projected: vec![0.0; batch * d],
             hidden: vec![0.0; batch * w.d_ff],
             scores: vec![0.0; w.max_seq_len],
-        })
+        }
     }
 
     /// Positions held.
@@ -236,7 +216,7 @@ fn attend(
     }
 }
 
-fn layer_norm_rows(x: &[f32], (w, b): &(Vec<f32>, Vec<f32>), out: &mut [f32], d: usize) {
+pub(super) fn layer_norm_rows(x: &[f32], (w, b): &(Vec<f32>, Vec<f32>), out: &mut [f32], d: usize) {
     for (xr, or) in x.chunks(d).zip(out.chunks_mut(d)) {
         let (mean, rstd) = ops::moments(xr);
         for (((o, &v), &w), &b) in or.iter_mut().zip(xr).zip(w).zip(b) {
@@ -252,7 +232,7 @@ fn add_into(x: &mut [f32], y: &[f32]) {
 /// `out[r] = W · x[r] + bias` for every row `r` of `x` (rows of `inp`); `W` is (out, inp)
 /// row-major, `bias` empty or one value per output. Each weight row is read once, for every
 /// row of `x` while it is in L1.
-fn matvec_rows(w: &[f32], bias: &[f32], x: &[f32], out: &mut [f32], inp: usize) {
+pub(super) fn matvec_rows(w: &[f32], bias: &[f32], x: &[f32], out: &mut [f32], inp: usize) {
     let outs = w.len() / inp;
     let rows = x.len() / inp;
     for (j, wr) in w.chunks_exact(inp).enumerate() {
@@ -271,7 +251,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: the CPU has AVX2 and FMA (checked just above; the check is cached).
         return unsafe { simd::dot_avx2(a, b) };
     }
-    dot_portable(a, b)
+    ops::dot(a, b)
 }
 
 /// `y += a · x`.
@@ -283,24 +263,6 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
         return unsafe { simd::axpy_avx2(a, x, y) };
     }
     y.iter_mut().zip(x).for_each(|(o, &v)| *o += a * v);
-}
-
-/// Eight independent sums, so the compiler can vectorise without reassociating one.
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac
-        .remainder()
-        .iter()
-        .zip(bc.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ac.zip(bc) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -381,7 +343,7 @@ mod tests {
                 (dot(&a, &b) - want).abs() <= 1e-4 * (1.0 + want.abs()),
                 "dot {n}"
             );
-            assert!((dot_portable(&a, &b) - want).abs() <= 1e-4 * (1.0 + want.abs()));
+            assert!((ops::dot(&a, &b) - want).abs() <= 1e-4 * (1.0 + want.abs()));
             let mut y = b.clone();
             axpy(0.5, &a, &mut y);
             for ((o, x), v) in y.iter().zip(&a).zip(&b) {

@@ -1,10 +1,13 @@
 //! Next-token models over the event vocabulary (candle), their files on disk, and sampling.
 
+mod attention;
 pub mod copy_guard;
 pub mod decode;
 pub mod files;
 pub mod lstm;
+mod matmul;
 pub mod ops;
+mod prefill;
 pub mod sampler;
 pub mod transformer;
 

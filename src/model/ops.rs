@@ -4,6 +4,7 @@
 //! `set_fused(false)` selects the compositions (tests and `continuo bench` compare the two).
 //! Off the CPU (CUDA, Metal) the compositions are used.
 
+use super::attention;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D,
 };
@@ -149,7 +150,7 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> 
 /// row i sits at absolute position tk − tq + i.
 /// Keys visible to query row `i` of `tq` queries that are the last of `tk` positions: its own
 /// position and every earlier one (the causal rule of the softmax and the attention kernels).
-fn visible_keys(tq: usize, tk: usize, i: usize) -> usize {
+pub(crate) fn visible_keys(tq: usize, tk: usize, i: usize) -> usize {
     tk - tq + i + 1
 }
 
@@ -261,12 +262,7 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     // Several queries at once (training, prefill): one op that never holds the scores. One
     // query (a decoding step): the matmuls, on the decode pool's thread.
     if fused_on(q) && tq > 1 {
-        let op = CausalAttention {
-            scale: scale as f32,
-            tq,
-            tk,
-            hd,
-        };
+        let op = CausalAttention { tq, tk, hd };
         return q
             .contiguous()?
             .apply_op3(&k.contiguous()?, &v.contiguous()?, op);
@@ -291,7 +287,7 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
 /// Dot product with eight running sums, so that the compiler vectorises it (a single sum
 /// would have to stay in order).
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca
@@ -308,38 +304,30 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `y += a·x`.
-#[inline(always)]
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
-}
-
-/// Causal attention as one op with its own backward, flash-style on the CPU: a query row's
-/// scores live in a scratch row of tk floats and the backward recomputes them, so the
-/// (b, h, tq, tk) scores and probabilities are never stored (32 × 4 × 256² floats = 33 MB per
-/// layer in training, each written, read and zero-filled for its gradient several times). One
-/// rayon task per (batch, head). Written here because candle 0.11 has no CPU attention kernel.
+/// Causal attention as one op with its own backward, flash-style on the CPU: the tiles of
+/// `attention.rs`, one rayon task per (batch, head), so the (b, h, tq, tk) scores and
+/// probabilities are never stored (32 × 4 × 256² floats = 33 MB per layer in training, each
+/// written, read and zero-filled for its gradient several times); the backward recomputes
+/// them tile by tile. Written here because candle 0.11 has no CPU attention kernel.
 struct CausalAttention {
-    scale: f32,
     tq: usize,
     tk: usize,
     hd: usize,
 }
 
 impl CausalAttention {
-    fn visible(&self, i: usize) -> usize {
-        visible_keys(self.tq, self.tk, i)
-    }
-
-    /// Softmax of query `qi`'s scaled scores against the first `visible` keys, into `p`.
-    fn probs(&self, qi: &[f32], k: &[f32], visible: usize, p: &mut [f32]) {
-        let hd = self.hd;
-        for (j, pj) in p[..visible].iter_mut().enumerate() {
-            *pj = dot(qi, &k[j * hd..(j + 1) * hd]) * self.scale;
+    /// The inputs of the (batch, head) numbered `bh`.
+    fn head<'a>(&self, bh: usize, q: &'a [f32], k: &'a [f32], v: &'a [f32]) -> attention::Head<'a> {
+        let (qn, kn) = (self.tq * self.hd, self.tk * self.hd);
+        attention::Head {
+            q: &q[bh * qn..(bh + 1) * qn],
+            q_stride: self.hd,
+            k: &k[bh * kn..(bh + 1) * kn],
+            v: &v[bh * kn..(bh + 1) * kn],
+            tq: self.tq,
+            tk: self.tk,
+            head_dim: self.hd,
         }
-        softmax_in_place(&mut p[..visible]);
     }
 }
 
@@ -358,29 +346,16 @@ impl CustomOp3 for CausalAttention {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (q, k, v) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?);
-        let (qn, kn, hd) = (self.tq * self.hd, self.tk * self.hd, self.hd);
         let mut o = vec![0f32; q.len()];
-        o.par_chunks_mut(qn).enumerate().for_each(|(bh, o)| {
-            let (q, k, v) = (
-                &q[bh * qn..(bh + 1) * qn],
-                &k[bh * kn..(bh + 1) * kn],
-                &v[bh * kn..(bh + 1) * kn],
+        o.par_chunks_mut(self.tq * self.hd)
+            .enumerate()
+            .for_each_init(
+                || attention::Scratch::new(self.tk),
+                |scratch, (bh, o)| attention::forward_rows(self.head(bh, q, k, v), o, scratch),
             );
-            let mut p = vec![0f32; self.tk];
-            for i in 0..self.tq {
-                let visible = self.visible(i);
-                self.probs(&q[i * hd..(i + 1) * hd], k, visible, &mut p);
-                let oi = &mut o[i * hd..(i + 1) * hd];
-                for (j, &pj) in p[..visible].iter().enumerate() {
-                    axpy(oi, pj, &v[j * hd..(j + 1) * hd]);
-                }
-            }
-        });
         Ok((CpuStorage::F32(o), l1.shape().clone()))
     }
 
-    /// With P the probabilities, dO the output's gradient and D = rowsum(dO ∘ O):
-    /// dV = Pᵀ·dO, dS = P ∘ (dO·Vᵀ − D), dQ = scale·dS·K, dK = scale·dSᵀ·Q.
     fn bwd(
         &self,
         q: &Tensor,
@@ -390,7 +365,7 @@ impl CustomOp3 for CausalAttention {
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (qv, kv, vv, ov, gv) = (vec_of(q)?, vec_of(k)?, vec_of(v)?, vec_of(o)?, vec_of(g)?);
-        let (qn, kn, hd) = (self.tq * self.hd, self.tk * self.hd, self.hd);
+        let (qn, kn) = (self.tq * self.hd, self.tk * self.hd);
         let mut dq = vec![0f32; qv.len()];
         let mut dk = vec![0f32; kv.len()];
         let mut dv = vec![0f32; vv.len()];
@@ -398,27 +373,19 @@ impl CustomOp3 for CausalAttention {
             .zip(dk.par_chunks_mut(kn))
             .zip(dv.par_chunks_mut(kn))
             .enumerate()
-            .for_each(|(bh, ((dq, dk), dv))| {
-                let span = |n: usize| bh * n..(bh + 1) * n;
-                let (q, o, g) = (&qv[span(qn)], &ov[span(qn)], &gv[span(qn)]);
-                let (k, v) = (&kv[span(kn)], &vv[span(kn)]);
-                let mut p = vec![0f32; self.tk];
-                for i in 0..self.tq {
-                    let visible = self.visible(i);
-                    let row = i * hd..(i + 1) * hd;
-                    let (qi, gi) = (&q[row.clone()], &g[row.clone()]);
-                    self.probs(qi, k, visible, &mut p);
-                    let di = dot(gi, &o[row.clone()]);
-                    let dqi = &mut dq[row];
-                    for (j, &pj) in p[..visible].iter().enumerate() {
-                        let col = j * hd..(j + 1) * hd;
-                        let ds = pj * (dot(gi, &v[col.clone()]) - di) * self.scale;
-                        axpy(dqi, ds, &k[col.clone()]);
-                        axpy(&mut dk[col.clone()], ds, qi);
-                        axpy(&mut dv[col], pj, gi);
-                    }
-                }
-            });
+            .for_each_init(
+                || attention::Scratch::new(self.tk),
+                |scratch, (bh, ((dq, dk), dv))| {
+                    let span = bh * qn..(bh + 1) * qn;
+                    attention::backward(
+                        self.head(bh, &qv, &kv, &vv),
+                        &ov[span.clone()],
+                        &gv[span],
+                        (dq, dk, dv),
+                        scratch,
+                    )
+                },
+            );
         let grad = |d: Vec<f32>, like: &Tensor| Tensor::from_vec(d, like.shape(), like.device());
         Ok((Some(grad(dq, q)?), Some(grad(dk, k)?), Some(grad(dv, v)?)))
     }

@@ -51,9 +51,9 @@ impl LayerNorm {
 
 /// Keys and values of every past position, per layer, in buffers of (batch, heads,
 /// max_seq_len, head_dim) allocated once: each step writes its row in place instead of
-/// concatenating (which copied the whole cache and allocated a new one every token). A
-/// prefill writes candle's buffers; the first decoding step after it moves them into a
-/// [`FastCache`], which every later step of the sequence uses.
+/// concatenating (which copied the whole cache and allocated a new one every token). On the
+/// CPU with the fused kernels on, the prefill and every step use a [`FastCache`] instead;
+/// candle's buffers serve the other devices and the composition the tests compare against.
 #[derive(Default)]
 pub struct KvCache {
     layers: Vec<Option<LayerCache>>,
@@ -251,30 +251,23 @@ impl Transformer {
         Ok(self.decode_weights.get_or_init(|| Box::new(w)))
     }
 
-    /// Decoding steps on [`FastCache`]: after a prefill (or earlier steps) on the CPU, one
-    /// token per sequence at a time; `None` where candle's ops must run (nothing cached yet,
-    /// another device, or fused kernels turned off to test against the composition).
+    /// Cached decoding on [`FastCache`] on the CPU: a prefill from an empty cache
+    /// (`prefill.rs`), then one token per sequence at a time; `None` where candle's ops must
+    /// run (another device, fused kernels turned off to test against the composition, or a
+    /// cache candle's ops already wrote).
     fn fast_steps(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Option<Tensor>> {
         let (b, t) = ids.dims2()?;
-        if !ops::fused_on(self.tokens.embeddings()) || (cache.fast.is_none() && t > 1) {
+        let written_by_candle = cache.layers.iter().any(Option::is_some);
+        if !ops::fused_on(self.tokens.embeddings()) || written_by_candle {
             return Ok(None);
         }
         let w = self.decode_weights()?;
-        if cache.fast.is_none() {
-            let layers = cache
-                .layers
-                .iter()
-                .map(|l| l.as_ref().map(|c| (&c.k, &c.v)))
-                .collect::<Option<Vec<_>>>();
-            let Some(layers) = layers.filter(|l| !l.is_empty()) else {
-                return Ok(None);
-            };
-            let len = cache.len();
-            cache.fast = Some(Box::new(FastCache::from_layers(w, &layers, len)?));
-            cache.layers.iter_mut().for_each(|l| *l = None);
-        }
+        let device = self.tokens.embeddings().device();
         let Some(fast) = cache.fast.as_mut() else {
-            return Ok(None);
+            let flat = ids.flatten_all()?.to_vec1::<u32>()?;
+            let (fast, logits) = w.prefill(&flat, b)?;
+            cache.fast = Some(Box::new(fast));
+            return Tensor::from_vec(logits, (b, self.cfg.vocab_size), device).map(Some);
         };
         if fast.batch() != b {
             candle_core::bail!("{b} sequences fed to a cache of {}", fast.batch());
@@ -285,7 +278,6 @@ impl Transformer {
             let next: Vec<u32> = ids.iter().map(|row| row[step]).collect();
             logits = w.step(fast, &next)?;
         }
-        let device = self.tokens.embeddings().device();
         Tensor::from_vec(logits, (b, self.cfg.vocab_size), device).map(Some)
     }
 
@@ -381,48 +373,77 @@ mod tests {
     use candle_core::{DType, Device, IndexOp};
     use candle_nn::VarMap;
 
-    #[test]
-    fn cached_decoding_matches_the_full_forward_up_to_the_last_position() {
-        let dev = Device::Cpu;
+    /// A randomly initialised model: 2 blocks, d 32, 4 heads.
+    fn small_model(vocab_size: usize, max_seq_len: usize) -> Transformer {
         let cfg = Config {
-            vocab_size: 31,
+            vocab_size,
             d_model: 32,
             n_layers: 2,
             n_heads: 4,
             d_ff: 64,
-            max_seq_len: 12,
+            max_seq_len,
         };
         let vm = VarMap::new();
-        let model = Transformer::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
-        let ids: Vec<u32> = (0..24u32).map(|i| (i * 7 + 3) % 31).collect();
-        let ids = Tensor::from_vec(ids, (2, 12), &dev).unwrap();
-        let full = model.forward(&ids).unwrap();
+        Transformer::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap()
+    }
 
+    /// A prefill of the first `prefill` positions of `ids` (batch, time), then one position at
+    /// a time to the end; asserts each step's logits equal the full forward's at its position.
+    fn assert_cached_decoding_matches(
+        model: &Transformer,
+        ids: &Tensor,
+        prefill: usize,
+    ) -> KvCache {
+        let full = model.forward(ids).unwrap();
         let mut cache = KvCache::default();
-        // A prefill of 5 positions, then one position at a time until the table is full.
         let first = model
-            .forward_cached(&ids.i((.., ..5)).unwrap(), &mut cache)
+            .forward_cached(&ids.i((.., ..prefill)).unwrap(), &mut cache)
             .unwrap();
-        let mut rows = vec![(4, first)];
-        for t in 5..12 {
+        let mut rows = vec![(prefill - 1, first)];
+        for t in prefill..ids.dim(1).unwrap() {
             let logits = model
                 .forward_cached(&ids.i((.., t..t + 1)).unwrap(), &mut cache)
                 .unwrap();
             rows.push((t, logits));
         }
-        assert_eq!(cache.len(), 12);
         assert!(
             cache.fast.is_some(),
-            "the steps after the prefill ran on FastCache"
+            "the prefill and steps ran on FastCache"
         );
         for (t, cached) in rows {
-            let want = full.i((.., t)).unwrap();
-            let err = crate::model::max_abs_diff(&cached, &want);
+            let err = crate::model::max_abs_diff(&cached, &full.i((.., t)).unwrap());
             assert!(err < 1e-4, "position {t}: max abs difference {err}");
         }
+        cache
+    }
+
+    #[test]
+    fn cached_decoding_matches_the_full_forward_up_to_the_last_position() {
+        let model = small_model(31, 12);
+        let ids: Vec<u32> = (0..24u32).map(|i| (i * 7 + 3) % 31).collect();
+        let ids = Tensor::from_vec(ids, (2, 12), &Device::Cpu).unwrap();
+        // A prefill of 5 positions, then one position at a time until the table is full.
+        let mut cache = assert_cached_decoding_matches(&model, &ids, 5);
+        assert_eq!(cache.len(), 12);
         // One more position does not fit the table: an error, not a panic.
         assert!(model
             .forward_cached(&ids.i((.., 0..1)).unwrap(), &mut cache)
             .is_err());
+    }
+
+    #[test]
+    fn a_prefill_longer_than_a_query_tile_matches_the_full_forward() {
+        let model = small_model(40, 160);
+        // Two sequences of 150 positions, 131 prefilled: three tiles of 64 queries, the last
+        // one partial.
+        let ids: Vec<u32> = (0..300u32).map(|i| (i * 13 + i / 7) % 40).collect();
+        let ids = Tensor::from_vec(ids, (2, 150), &Device::Cpu).unwrap();
+        assert_cached_decoding_matches(&model, &ids, 131);
+        // A prompt of one token is a prefill too.
+        let one = model
+            .forward_cached(&ids.i((.., ..1)).unwrap(), &mut KvCache::default())
+            .unwrap();
+        let full = model.forward(&ids.i((.., ..1)).unwrap()).unwrap();
+        assert!(crate::model::max_abs_diff(&one, &full.i((.., 0)).unwrap()) < 1e-4);
     }
 }

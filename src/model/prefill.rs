@@ -1,0 +1,219 @@
+//! The prefill of cached decoding: a whole prompt through the transformer on plain f32
+//! buffers, writing the keys and values straight into a [`FastCache`] for the steps after it.
+//!
+//! Why our own: through candle a prefill of 256 tokens spent half its time outside the
+//! matrix products (each op allocating its output, the permutes and copies of the head split,
+//! separate passes for bias, residual and cache writes). Here each block is four packed
+//! matrix products (the `gemm` crate that candle itself calls, on both cores), with the bias
+//! and the residual folded into the products' destinations, and the causal attention of
+//! `attention.rs` per (sequence, head), reading the queries where they lie in the rows of
+//! the fused q/k/v product and the keys and values from the cache it has just written.
+//! Only the last position's logits are computed, which is all a prefill returns.
+
+use super::attention;
+use super::decode::{layer_norm_rows, matvec_rows, BlockWeights, DecodeWeights, FastCache};
+use super::matmul::{add_x_wt, all_threads};
+use super::ops;
+use candle_core::Result;
+use rayon::prelude::*;
+
+impl DecodeWeights {
+    /// Runs `ids` (`batch` sequences of equal length, row-major) from position 0; returns the
+    /// cache holding every position and each sequence's logits at its last position,
+    /// (batch, vocab) row-major.
+    pub(crate) fn prefill(&self, ids: &[u32], batch: usize) -> Result<(FastCache, Vec<f32>)> {
+        if batch == 0 || ids.is_empty() || !ids.len().is_multiple_of(batch) {
+            candle_core::bail!("{} ids do not make {batch} equal sequences", ids.len());
+        }
+        let t = ids.len() / batch;
+        if t > self.max_seq_len {
+            candle_core::bail!(
+                "context {t} exceeds the model's {} positions",
+                self.max_seq_len
+            );
+        }
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.vocab) {
+            candle_core::bail!("token {id} is outside the model's {} ids", self.vocab);
+        }
+        let (d, n) = (self.d_model, ids.len());
+        let par = all_threads();
+
+        let mut x = vec![0f32; n * d];
+        for (r, (row, &id)) in x.chunks_mut(d).zip(ids).enumerate() {
+            let tok = &self.tokens[id as usize * d..][..d];
+            let p = &self.positions[(r % t) * d..][..d];
+            for ((o, a), b) in row.iter_mut().zip(tok).zip(p) {
+                *o = a + b;
+            }
+        }
+        let mut normed = vec![0f32; n * d];
+        let mut qkv = vec![0f32; n * 3 * d];
+        let mut attended = vec![0f32; n * d];
+        let mut hidden = vec![0f32; n * self.d_ff];
+        let mut cache = FastCache::empty(self, batch);
+        let shape = PromptShape {
+            batch,
+            t,
+            heads: self.n_heads,
+            head_dim: d / self.n_heads,
+            max: self.max_seq_len,
+        };
+        let last_block = self.blocks.len().saturating_sub(1);
+        for (i, (block, (keys, values))) in self.blocks.iter().zip(cache.kv.iter_mut()).enumerate()
+        {
+            layer_norm_rows_par(&x, &block.ln1, &mut normed, d);
+            rows_of(&mut qkv, &block.qkv.1);
+            add_x_wt(&normed, &block.qkv.0, &mut qkv, d, par);
+            if i < last_block {
+                attend_prompt(&qkv, keys, values, &mut attended, shape, t);
+                self.attention_out_and_mlp(block, &mut x, &attended, &mut normed, &mut hidden);
+            } else {
+                // The cache needs the last block's keys and values at every position, but
+                // the logits only its output at the last one: the rest of the block runs on
+                // one row per sequence (a fifth of the prefill's arithmetic saved).
+                attend_prompt(&qkv, keys, values, &mut attended[..batch * d], shape, 1);
+                x = x
+                    .chunks(t * d)
+                    .flat_map(|seq| seq[(t - 1) * d..].to_vec())
+                    .collect();
+                let (normed, hidden) = (&mut normed[..batch * d], &mut hidden[..batch * self.d_ff]);
+                self.attention_out_and_mlp(block, &mut x, &attended[..batch * d], normed, hidden);
+            }
+        }
+        cache.len = t;
+
+        if self.blocks.is_empty() {
+            x = x
+                .chunks(t * d)
+                .flat_map(|seq| seq[(t - 1) * d..].to_vec())
+                .collect();
+        }
+        let mut last_normed = vec![0f32; batch * d];
+        layer_norm_rows(&x, &self.ln_f, &mut last_normed, d);
+        let mut logits = vec![0f32; batch * self.vocab];
+        matvec_rows(&self.tokens, &[], &last_normed, &mut logits, d);
+        Ok((cache, logits))
+    }
+}
+
+impl DecodeWeights {
+    /// The rest of a block after its attention, on the rows of `x` (the residual stream):
+    /// output projection and residual, LayerNorm, the GELU MLP and its residual.
+    fn attention_out_and_mlp(
+        &self,
+        block: &BlockWeights,
+        x: &mut [f32],
+        attended: &[f32],
+        normed: &mut [f32],
+        hidden: &mut [f32],
+    ) {
+        let (d, par) = (self.d_model, all_threads());
+        add_rows(x, &block.out.1);
+        add_x_wt(attended, &block.out.0, x, d, par);
+        layer_norm_rows_par(x, &block.ln2, normed, d);
+        rows_of(hidden, &block.up.1);
+        add_x_wt(normed, &block.up.0, hidden, d, par);
+        hidden
+            .par_chunks_mut(4096)
+            .for_each(|c| c.iter_mut().for_each(|v| *v = ops::gelu_value(*v)));
+        add_rows(x, &block.down.1);
+        add_x_wt(hidden, &block.down.0, x, self.d_ff, par);
+    }
+}
+
+/// Every row of `dst` set to `bias` (zeros for a layer without one).
+fn rows_of(dst: &mut [f32], bias: &[f32]) {
+    if bias.is_empty() {
+        return dst.fill(0.0);
+    }
+    dst.chunks_mut(bias.len())
+        .for_each(|r| r.copy_from_slice(bias));
+}
+
+/// `bias` added to every row of `dst`.
+fn add_rows(dst: &mut [f32], bias: &[f32]) {
+    if bias.is_empty() {
+        return;
+    }
+    dst.chunks_mut(bias.len())
+        .for_each(|r| r.iter_mut().zip(bias).for_each(|(o, b)| *o += b));
+}
+
+fn layer_norm_rows_par(x: &[f32], ln: &(Vec<f32>, Vec<f32>), out: &mut [f32], d: usize) {
+    const ROWS: usize = 32;
+    out.par_chunks_mut(ROWS * d)
+        .zip(x.par_chunks(ROWS * d))
+        .for_each(|(o, x)| layer_norm_rows(x, ln, o, d));
+}
+
+/// Where a prompt's attention reads and writes.
+#[derive(Clone, Copy)]
+struct PromptShape {
+    batch: usize,
+    t: usize,
+    heads: usize,
+    head_dim: usize,
+    /// Positions a cache row holds.
+    max: usize,
+}
+
+/// A pointer the attention tasks write through, each into columns no other task writes.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: every task writes only its own (sequence, head) columns of the buffer, which
+// outlives the tasks (they end inside `attend_prompt`).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+impl SharedOut {
+    /// A method, so that closures capture the whole (Sync) struct, not its pointer field.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Causal attention of the last `queries` positions of every sequence: copies each
+/// (sequence, head)'s keys and values into the cache, then writes its output columns of
+/// `out` (batch · queries, d).
+fn attend_prompt(
+    qkv: &[f32],
+    keys: &mut [f32],
+    values: &mut [f32],
+    out: &mut [f32],
+    s: PromptShape,
+    queries: usize,
+) {
+    let (t, hd) = (s.t, s.head_dim);
+    let d = s.heads * hd;
+    assert!(queries <= t && qkv.len() == s.batch * t * 3 * d);
+    assert!(out.len() == s.batch * queries * d);
+    assert!(keys.len() == s.batch * s.heads * s.max * hd && keys.len() == values.len());
+    let out_rows = SharedOut(out.as_mut_ptr());
+    keys.par_chunks_mut(s.max * hd)
+        .zip(values.par_chunks_mut(s.max * hd))
+        .enumerate()
+        .for_each_init(
+            || attention::Scratch::new(t),
+            |scratch, (slot, (k, v))| {
+                let (b, h) = (slot / s.heads, slot % s.heads);
+                let rows = &qkv[b * t * 3 * d..(b + 1) * t * 3 * d];
+                for (i, row) in rows.chunks_exact(3 * d).enumerate() {
+                    k[i * hd..(i + 1) * hd].copy_from_slice(&row[d + h * hd..][..hd]);
+                    v[i * hd..(i + 1) * hd].copy_from_slice(&row[2 * d + h * hd..][..hd]);
+                }
+                let head = attention::Head {
+                    q: &rows[(t - queries) * 3 * d + h * hd..],
+                    q_stride: 3 * d,
+                    k,
+                    v,
+                    tq: queries,
+                    tk: t,
+                    head_dim: hd,
+                };
+                let first = b * queries * d + h * hd;
+                // SAFETY: this task alone writes the head's columns h·hd..(h+1)·hd of rows
+                // b·queries .. (b+1)·queries of `out` (rows d apart), all inside it (asserted
+                // above).
+                unsafe { attention::forward(head, out_rows.get().add(first), d, scratch) }
+            },
+        );
+}
