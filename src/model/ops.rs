@@ -259,8 +259,9 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     let (_, _, tq, hd) = q.dims4()?;
     let tk = k.dim(2)?;
     let scale = 1.0 / (hd as f64).sqrt();
-    // Several queries at once (training, prefill): one op that never holds the scores. One
-    // query (a decoding step): the matmuls, on the decode pool's thread.
+    // Several queries at once (training, whole windows): one op that never holds the scores.
+    // One query: the matmuls. (Cached decoding on the CPU does not come here: `prefill.rs`
+    // and `decode.rs`.)
     if fused_on(q) && tq > 1 {
         let op = CausalAttention { tq, tk, hd };
         return q

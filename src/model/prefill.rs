@@ -72,21 +72,16 @@ impl DecodeWeights {
                 // the logits only its output at the last one: the rest of the block runs on
                 // one row per sequence (a fifth of the prefill's arithmetic saved).
                 attend_prompt(&qkv, keys, values, &mut attended[..batch * d], shape, 1);
-                x = x
-                    .chunks(t * d)
-                    .flat_map(|seq| seq[(t - 1) * d..].to_vec())
-                    .collect();
-                let (normed, hidden) = (&mut normed[..batch * d], &mut hidden[..batch * self.d_ff]);
+                x = last_rows(&x, t, d);
+                let normed = &mut normed[..batch * d];
+                let hidden = &mut hidden[..batch * self.d_ff];
                 self.attention_out_and_mlp(block, &mut x, &attended[..batch * d], normed, hidden);
             }
         }
         cache.len = t;
 
         if self.blocks.is_empty() {
-            x = x
-                .chunks(t * d)
-                .flat_map(|seq| seq[(t - 1) * d..].to_vec())
-                .collect();
+            x = last_rows(&x, t, d);
         }
         let mut last_normed = vec![0f32; batch * d];
         layer_norm_rows(&x, &self.ln_f, &mut last_normed, d);
@@ -119,6 +114,13 @@ impl DecodeWeights {
         add_rows(x, &block.down.1);
         add_x_wt(hidden, &block.down.0, x, self.d_ff, par);
     }
+}
+
+/// The last row of each sequence of `t` rows of `d` values.
+fn last_rows(x: &[f32], t: usize, d: usize) -> Vec<f32> {
+    x.chunks(t * d)
+        .flat_map(|seq| seq[(t - 1) * d..].iter().copied())
+        .collect()
 }
 
 /// Every row of `dst` set to `bias` (zeros for a layer without one).

@@ -189,9 +189,9 @@ pub struct Transformer {
     blocks: Vec<Block>,
     ln_f: LayerNorm,
     cfg: Config,
-    /// The weights as decoding steps read them, copied at the first step. A model being
-    /// trained never decodes (training and its evaluations run whole windows), so the copy
-    /// cannot go stale.
+    /// The weights as the prefill and the decoding steps read them, copied at the first
+    /// prefill. A model being trained never decodes (training and its evaluations run whole
+    /// windows), so the copy cannot go stale.
     decode_weights: OnceLock<Box<DecodeWeights>>,
 }
 
