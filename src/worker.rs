@@ -315,8 +315,6 @@ impl WorkerState {
         if !self.shared.is_current(p.id) {
             return Ok(());
         }
-        chunk.finished = true;
-        send_chunk(&self.chunks, &self.shared, chunk);
         let notes: Vec<Note> = generated.variations[0].notes.clone();
         let idea = Idea {
             id: p.id,
@@ -330,11 +328,17 @@ impl WorkerState {
         };
         self.playing = Some((idea.id, p.id));
         (self.hooks.on_idea)(&idea);
-        let mut view = self.shared.view();
-        view.last_ms_per_token = generated.ms_per_token;
-        view.bars_done = p.settings.bars;
-        view.history.push_front(idea);
-        view.history.truncate(HISTORY_LEN);
+        {
+            let mut view = self.shared.view();
+            view.last_ms_per_token = generated.ms_per_token;
+            view.bars_done = p.settings.bars;
+            view.history.push_front(idea);
+            view.history.truncate(HISTORY_LEN);
+        }
+        // The finished chunk goes last: whoever sees the phrase finished finds it in the
+        // history (the editor's *Regenerate bar* acts on the history's idea).
+        chunk.finished = true;
+        send_chunk(&self.chunks, &self.shared, chunk);
         Ok(())
     }
 
