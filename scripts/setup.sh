@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Continuo builds and tests with (idempotent; needs root or sudo).
+#   bash scripts/setup.sh            # build, test, bundle
+#   bash scripts/setup.sh --corpus   # also what scripts/corpus.py needs: Debian's abcmidi,
+#                                    # freedoom, pianobooster, and music21 in target/corpus-venv
 set -euo pipefail
+corpus=false
+[ "${1:-}" = "--corpus" ] && corpus=true
 packages=(
   # nice-plug (standalone, VST3/CLAP) and nice-plug-egui
   pkg-config libasound2-dev libjack-jackd2-dev libx11-dev libx11-xcb-dev libxcb1-dev
@@ -11,6 +16,7 @@ packages=(
   # the real-host check: Ardour 7 headless (ardour7-lua) with the VST3, scripts/ardour_check.py
   ardour
 )
+$corpus && packages+=(abcmidi freedoom pianobooster python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,3 +29,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
 fi
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
+if $corpus && [ ! -x target/corpus-venv/bin/python ]; then
+  python3 -m venv target/corpus-venv
+  target/corpus-venv/bin/pip install -q music21
+fi

@@ -3,7 +3,7 @@
 //! noisy machine.
 
 use crate::model::ops;
-use crate::model::{generate_streaming, Architecture, GenerateOptions, Model};
+use crate::model::{generate_streaming, Architecture, GenerateOptions, Model, StepPrecision};
 use crate::music::{Note, Phrase};
 use crate::train::optim::AdamW;
 use candle_core::{DType, Device, Result, Tensor};
@@ -25,8 +25,13 @@ pub struct BenchReport {
     /// Where a fused training step's time goes.
     pub train_step: StepTimes,
     pub infer_ms_per_token_ctx64: f64,
+    /// Cached decoding steps read f16 weights (the default, [`StepPrecision`]); this and
+    /// the two beside it are that.
     pub infer_ms_per_token_ctx256: f64,
     pub infer_ms_per_token_ctx512: f64,
+    /// [`Self::infer_ms_per_token_ctx256`] with the steps reading the f32 weights, the
+    /// precision the peers use.
+    pub infer_ms_per_token_ctx256_f32_weights: f64,
     /// Cached decoding at context 256 on every core instead of the one-thread decode pool.
     pub infer_ms_per_token_ctx256_all_threads: f64,
     pub infer_ms_per_token_nocache_ctx64: f64,
@@ -212,7 +217,7 @@ pub fn run(
     device: &Device,
 ) -> Result<BenchReport> {
     let varmap = VarMap::new();
-    let model = Model::new(arch, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+    let mut model = Model::new(arch, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
 
     let matmul_gflops_1024 = matmul_gflops(device)?;
     ops::set_fused(true);
@@ -242,6 +247,10 @@ pub fn run(
         .map(|&c| decode_ms(&model, ctx(c), 8, Decoding::NoCache, device))
         .collect::<Result<_>>()?;
     let all_threads_256 = decode_ms(&model, ctx(256), n, Decoding::CachedAllThreads, device)?;
+    model.set_step_precision(StepPrecision::F32);
+    decode_ms(&model, ctx(64), 8, Decoding::Cached, device)?;
+    let f32_weights_256 = decode_ms(&model, ctx(256), n, Decoding::Cached, device)?;
+    model.set_step_precision(StepPrecision::default());
 
     let vocab = crate::tokens::Vocab.size();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
@@ -290,6 +299,7 @@ pub fn run(
         infer_ms_per_token_ctx64: cached[0],
         infer_ms_per_token_ctx256: cached[1],
         infer_ms_per_token_ctx512: cached[2],
+        infer_ms_per_token_ctx256_f32_weights: f32_weights_256,
         infer_ms_per_token_ctx256_all_threads: all_threads_256,
         infer_ms_per_token_nocache_ctx64: uncached[0],
         infer_ms_per_token_nocache_ctx256: uncached[1],

@@ -260,11 +260,14 @@ fn decoding_steps_match_candles_ops() {
         max_seq_len: 20,
     };
     let vm = VarMap::new();
-    let model = Transformer::new(
+    let mut model = Transformer::new(
         &cfg,
         VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev),
     )
     .unwrap();
+    // The composition is f32: so are the steps here (their f16 weights are tested against
+    // the f32 steps in the transformer's unit tests).
+    model.set_step_precision(continuo::model::StepPrecision::F32);
     let ids: Vec<u32> = (0..40u32).map(|i| (i * 11 + 5) % 29).collect();
     let ids = Tensor::from_vec(ids, (2, 20), &dev).unwrap();
     let run = |fused: bool| {

@@ -11,18 +11,76 @@
 //! The prefill before the steps (many tokens at once) is `prefill.rs`, which writes this
 //! cache; the arithmetic of a step (LayerNorm, softmax, GELU) is the training kernels' own
 //! ([`ops::moments`], [`ops::softmax_in_place`], [`ops::gelu_value`]).
+//!
+//! The steps read their matrices in f16 by default ([`StepPrecision`]): a step at batch 1 is
+//! bound by reading the 13 MB of f32 weights from memory (they do not fit this machine's
+//! 8 MB L3), and half the bytes is most of half the time. Arithmetic stays f32 (each weight
+//! widened as it is loaded); the held-out NLL moves by far less than the 0.01 nats/token the
+//! speed issue allows (`continuo eval --step-precision`, figures in BENCHMARKS.md). The
+//! prefill keeps f32: it is bound by arithmetic, not bytes.
 
 use super::ops;
 use candle_core::Result;
+use half::f16;
 
-/// One block's weights, each matrix (out, in) row-major as candle's `Linear` holds it.
+/// The precision of the weight matrices a decoding step reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StepPrecision {
+    /// As trained.
+    F32,
+    /// Rounded to f16 once, widened to f32 as they are read: half the bytes per step.
+    #[default]
+    F16,
+}
+
+impl std::str::FromStr for StepPrecision {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => Ok(Self::F32),
+            "f16" => Ok(Self::F16),
+            _ => Err(format!("{s:?} is not a step precision (f32 or f16)")),
+        }
+    }
+}
+
+/// A weight matrix (out, in) row-major as candle's `Linear` holds it, and its bias (empty
+/// for none).
+pub(crate) struct Dense {
+    pub w: Vec<f32>,
+    pub bias: Vec<f32>,
+    /// `w` rounded to f16 when the steps read f16; empty when they read `w`.
+    w16: Vec<f16>,
+}
+
+impl Dense {
+    pub fn new((w, bias): (Vec<f32>, Vec<f32>), precision: StepPrecision) -> Self {
+        let w16 = match precision {
+            StepPrecision::F32 => Vec::new(),
+            StepPrecision::F16 => w.iter().map(|&v| f16::from_f32(v)).collect(),
+        };
+        Self { w, bias, w16 }
+    }
+
+    /// `out[r] = W · x[r] + bias` for every row of `x`, in the steps' precision.
+    fn apply_rows(&self, x: &[f32], out: &mut [f32], inp: usize) {
+        if self.w16.is_empty() {
+            matvec_rows(&self.w, &self.bias, x, out, inp);
+        } else {
+            matvec_rows_f16(&self.w16, &self.bias, x, out, inp);
+        }
+    }
+}
+
+/// One block's weights.
 pub(crate) struct BlockWeights {
     pub ln1: (Vec<f32>, Vec<f32>),
-    pub qkv: (Vec<f32>, Vec<f32>),
-    pub out: (Vec<f32>, Vec<f32>),
+    pub qkv: Dense,
+    pub out: Dense,
     pub ln2: (Vec<f32>, Vec<f32>),
-    pub up: (Vec<f32>, Vec<f32>),
-    pub down: (Vec<f32>, Vec<f32>),
+    pub up: Dense,
+    pub down: Dense,
 }
 
 /// The transformer's weights read out of candle once, for decoding steps.
@@ -32,8 +90,8 @@ pub(crate) struct DecodeWeights {
     pub d_ff: usize,
     pub vocab: usize,
     pub max_seq_len: usize,
-    /// (vocab, d): the token embedding, also the output head (tied).
-    pub tokens: Vec<f32>,
+    /// (vocab, d): the token embedding, also the output head (tied; no bias).
+    pub tokens: Dense,
     /// (max_seq_len, d).
     pub positions: Vec<f32>,
     pub blocks: Vec<BlockWeights>,
@@ -111,7 +169,7 @@ impl DecodeWeights {
                 candle_core::bail!("token {id} is outside the model's {} ids", self.vocab);
             }
             let x = &mut cache.x[r * d..(r + 1) * d];
-            let tok = &self.tokens[id * d..(id + 1) * d];
+            let tok = &self.tokens.w[id * d..(id + 1) * d];
             let p = &self.positions[pos * d..(pos + 1) * d];
             for ((o, t), p) in x.iter_mut().zip(tok).zip(p) {
                 *o = t + p;
@@ -119,7 +177,7 @@ impl DecodeWeights {
         }
         for (block, (keys, values)) in self.blocks.iter().zip(cache.kv.iter_mut()) {
             layer_norm_rows(&cache.x, &block.ln1, &mut cache.normed, d);
-            matvec_rows(&block.qkv.0, &block.qkv.1, &cache.normed, &mut cache.qkv, d);
+            block.qkv.apply_rows(&cache.normed, &mut cache.qkv, d);
             attend(
                 &cache.qkv,
                 keys,
@@ -133,39 +191,25 @@ impl DecodeWeights {
                     pos,
                 },
             );
-            matvec_rows(
-                &block.out.0,
-                &block.out.1,
-                &cache.attended,
-                &mut cache.projected,
-                d,
-            );
+            block
+                .out
+                .apply_rows(&cache.attended, &mut cache.projected, d);
             add_into(&mut cache.x, &cache.projected);
             layer_norm_rows(&cache.x, &block.ln2, &mut cache.normed, d);
-            matvec_rows(
-                &block.up.0,
-                &block.up.1,
-                &cache.normed,
-                &mut cache.hidden,
-                d,
-            );
+            block.up.apply_rows(&cache.normed, &mut cache.hidden, d);
             cache
                 .hidden
                 .iter_mut()
                 .for_each(|v| *v = ops::gelu_value(*v));
-            matvec_rows(
-                &block.down.0,
-                &block.down.1,
-                &cache.hidden,
-                &mut cache.projected,
-                self.d_ff,
-            );
+            block
+                .down
+                .apply_rows(&cache.hidden, &mut cache.projected, self.d_ff);
             add_into(&mut cache.x, &cache.projected);
         }
         cache.len += 1;
         layer_norm_rows(&cache.x, &self.ln_f, &mut cache.normed, d);
         let mut logits = vec![0f32; b * self.vocab];
-        matvec_rows(&self.tokens, &[], &cache.normed, &mut logits, d);
+        self.tokens.apply_rows(&cache.normed, &mut logits, d);
         Ok(logits)
     }
 }
@@ -243,6 +287,32 @@ pub(super) fn matvec_rows(w: &[f32], bias: &[f32], x: &[f32], out: &mut [f32], i
     }
 }
 
+/// [`matvec_rows`] with `W` in f16.
+fn matvec_rows_f16(w: &[f16], bias: &[f32], x: &[f32], out: &mut [f32], inp: usize) {
+    let outs = w.len() / inp;
+    let rows = x.len() / inp;
+    for (j, wr) in w.chunks_exact(inp).enumerate() {
+        let b = bias.get(j).copied().unwrap_or(0.0);
+        for r in 0..rows {
+            out[r * outs + j] = dot_f16(wr, &x[r * inp..(r + 1) * inp]) + b;
+        }
+    }
+}
+
+/// Dot product of an f16 row and an f32 row of equal length, summed in f32.
+#[inline]
+fn dot_f16(a: &[f16], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma")
+        && std::is_x86_feature_detected!("f16c")
+    {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above; the check is cached).
+        return unsafe { simd::dot_f16_avx2(a, b) };
+    }
+    a.iter().zip(b).map(|(w, v)| w.to_f32() * v).sum()
+}
+
 /// Dot product of two equal-length rows.
 #[inline]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -310,6 +380,38 @@ mod simd {
     }
 
     /// # Safety
+    /// The CPU must support AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_f16_avx2(a: &[half::f16], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        // f16 is a 16-bit value with f16's layout: eight of them load as one 128-bit lane.
+        let (pa, pb) = (a.as_ptr() as *const u16, b.as_ptr());
+        let wide = |i: usize| _mm256_cvtph_ps(_mm_loadu_si128(pa.add(i) as *const __m128i));
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (k, s) in acc.iter_mut().enumerate() {
+                let off = i + 8 * k;
+                *s = _mm256_fmadd_ps(wide(off), _mm256_loadu_ps(pb.add(off)), *s);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            acc[0] = _mm256_fmadd_ps(wide(i), _mm256_loadu_ps(pb.add(i)), acc[0]);
+            i += 8;
+        }
+        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), s);
+        let mut total: f32 = lanes.iter().sum();
+        while i < n {
+            total += a[i].to_f32() * b[i];
+            i += 1;
+        }
+        total
+    }
+
+    /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
@@ -344,6 +446,17 @@ mod tests {
                 "dot {n}"
             );
             assert!((ops::dot(&a, &b) - want).abs() <= 1e-4 * (1.0 + want.abs()));
+            // The f16 kernel against the same sum over the f16-rounded row.
+            let a16: Vec<f16> = a.iter().map(|&v| f16::from_f32(v)).collect();
+            let want16: f32 = a16.iter().zip(&b).map(|(x, y)| x.to_f32() * y).sum();
+            assert!(
+                (dot_f16(&a16, &b) - want16).abs() <= 1e-4 * (1.0 + want16.abs()),
+                "dot_f16 {n}"
+            );
+            assert!(
+                (want16 - want).abs() <= 1e-2 * (1.0 + want.abs()),
+                "f16 rounding {n}"
+            );
             let mut y = b.clone();
             axpy(0.5, &a, &mut y);
             for ((o, x), v) in y.iter().zip(&a).zip(&b) {

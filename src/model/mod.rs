@@ -3,6 +3,7 @@
 mod attention;
 pub mod copy_guard;
 pub mod decode;
+pub use decode::StepPrecision;
 pub mod files;
 pub mod lstm;
 mod matmul;
@@ -150,6 +151,14 @@ impl Model {
         match self {
             Model::Transformer(_) => DecodeCache::Transformer(Default::default()),
             Model::Lstm(_) => DecodeCache::Lstm(Default::default()),
+        }
+    }
+
+    /// What cached decoding steps read their weight matrices in (transformer only; the LSTM
+    /// decodes through candle in f32).
+    pub fn set_step_precision(&mut self, precision: decode::StepPrecision) {
+        if let Model::Transformer(m) = self {
+            m.set_step_precision(precision);
         }
     }
 

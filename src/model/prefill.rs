@@ -40,7 +40,7 @@ impl DecodeWeights {
 
         let mut x = vec![0f32; n * d];
         for (r, (row, &id)) in x.chunks_mut(d).zip(ids).enumerate() {
-            let tok = &self.tokens[id as usize * d..][..d];
+            let tok = &self.tokens.w[id as usize * d..][..d];
             let p = &self.positions[(r % t) * d..][..d];
             for ((o, a), b) in row.iter_mut().zip(tok).zip(p) {
                 *o = a + b;
@@ -62,8 +62,8 @@ impl DecodeWeights {
         for (i, (block, (keys, values))) in self.blocks.iter().zip(cache.kv.iter_mut()).enumerate()
         {
             layer_norm_rows_par(&x, &block.ln1, &mut normed, d);
-            rows_of(&mut qkv, &block.qkv.1);
-            add_x_wt(&normed, &block.qkv.0, &mut qkv, d, par);
+            rows_of(&mut qkv, &block.qkv.bias);
+            add_x_wt(&normed, &block.qkv.w, &mut qkv, d, par);
             if i < last_block {
                 attend_prompt(&qkv, keys, values, &mut attended, shape, t);
                 self.attention_out_and_mlp(block, &mut x, &attended, &mut normed, &mut hidden);
@@ -86,7 +86,7 @@ impl DecodeWeights {
         let mut last_normed = vec![0f32; batch * d];
         layer_norm_rows(&x, &self.ln_f, &mut last_normed, d);
         let mut logits = vec![0f32; batch * self.vocab];
-        matvec_rows(&self.tokens, &[], &last_normed, &mut logits, d);
+        matvec_rows(&self.tokens.w, &[], &last_normed, &mut logits, d);
         Ok((cache, logits))
     }
 }
@@ -103,16 +103,16 @@ impl DecodeWeights {
         hidden: &mut [f32],
     ) {
         let (d, par) = (self.d_model, all_threads());
-        add_rows(x, &block.out.1);
-        add_x_wt(attended, &block.out.0, x, d, par);
+        add_rows(x, &block.out.bias);
+        add_x_wt(attended, &block.out.w, x, d, par);
         layer_norm_rows_par(x, &block.ln2, normed, d);
-        rows_of(hidden, &block.up.1);
-        add_x_wt(normed, &block.up.0, hidden, d, par);
+        rows_of(hidden, &block.up.bias);
+        add_x_wt(normed, &block.up.w, hidden, d, par);
         hidden
             .par_chunks_mut(4096)
             .for_each(|c| c.iter_mut().for_each(|v| *v = ops::gelu_value(*v)));
-        add_rows(x, &block.down.1);
-        add_x_wt(hidden, &block.down.0, x, self.d_ff, par);
+        add_rows(x, &block.down.bias);
+        add_x_wt(hidden, &block.down.w, x, self.d_ff, par);
     }
 }
 

@@ -3,7 +3,7 @@
 //! Pre-norm blocks (LayerNorm → causal self-attention → LayerNorm → GELU MLP), learned
 //! absolute positions, output head tied to the token embedding.
 
-use super::decode::{BlockWeights, DecodeWeights, FastCache};
+use super::decode::{BlockWeights, DecodeWeights, Dense, FastCache, StepPrecision};
 use super::ops;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{linear, Embedding, Linear, VarBuilder};
@@ -193,6 +193,8 @@ pub struct Transformer {
     /// prefill. A model being trained never decodes (training and its evaluations run whole
     /// windows), so the copy cannot go stale.
     decode_weights: OnceLock<Box<DecodeWeights>>,
+    /// What the decoding steps read their matrices in.
+    step_precision: StepPrecision,
 }
 
 /// A `Linear`'s weight (out, in) row-major and its bias.
@@ -216,24 +218,35 @@ impl Transformer {
             ln_f: LayerNorm::new(cfg.d_model, vb.pp("ln_f"))?,
             cfg: cfg.clone(),
             decode_weights: OnceLock::new(),
+            step_precision: StepPrecision::default(),
         })
+    }
+
+    /// Sets what the decoding steps read their matrices in (f16 unless told); the copy for
+    /// decoding is made again at the next prefill.
+    pub fn set_step_precision(&mut self, precision: StepPrecision) {
+        self.step_precision = precision;
+        self.decode_weights = OnceLock::new();
     }
 
     fn decode_weights(&self) -> Result<&DecodeWeights> {
         if let Some(w) = self.decode_weights.get() {
             return Ok(w);
         }
+        let dense = |l: &Linear| -> Result<Dense> {
+            Ok(Dense::new(linear_values(l)?, self.step_precision))
+        };
         let blocks = self
             .blocks
             .iter()
             .map(|b| {
                 Ok(BlockWeights {
                     ln1: b.ln1.values()?,
-                    qkv: linear_values(&b.attn.qkv)?,
-                    out: linear_values(&b.attn.out)?,
+                    qkv: dense(&b.attn.qkv)?,
+                    out: dense(&b.attn.out)?,
                     ln2: b.ln2.values()?,
-                    up: linear_values(&b.mlp.up)?,
-                    down: linear_values(&b.mlp.down)?,
+                    up: dense(&b.mlp.up)?,
+                    down: dense(&b.mlp.down)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -243,7 +256,13 @@ impl Transformer {
             d_ff: self.cfg.d_ff,
             vocab: self.cfg.vocab_size,
             max_seq_len: self.cfg.max_seq_len,
-            tokens: self.tokens.embeddings().flatten_all()?.to_vec1()?,
+            tokens: Dense::new(
+                (
+                    self.tokens.embeddings().flatten_all()?.to_vec1()?,
+                    Vec::new(),
+                ),
+                self.step_precision,
+            ),
             positions: self.positions.embeddings().flatten_all()?.to_vec1()?,
             blocks,
             ln_f: self.ln_f.values()?,
@@ -373,7 +392,8 @@ mod tests {
     use candle_core::{DType, Device, IndexOp};
     use candle_nn::VarMap;
 
-    /// A randomly initialised model: 2 blocks, d 32, 4 heads.
+    /// A randomly initialised model: 2 blocks, d 32, 4 heads; its decoding steps read the
+    /// f32 weights, so they compute what the full forward does.
     fn small_model(vocab_size: usize, max_seq_len: usize) -> Transformer {
         let cfg = Config {
             vocab_size,
@@ -384,7 +404,10 @@ mod tests {
             max_seq_len,
         };
         let vm = VarMap::new();
-        Transformer::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap()
+        let mut m =
+            Transformer::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        m.set_step_precision(StepPrecision::F32);
+        m
     }
 
     /// A prefill of the first `prefill` positions of `ids` (batch, time), then one position at
@@ -394,6 +417,16 @@ mod tests {
         ids: &Tensor,
         prefill: usize,
     ) -> KvCache {
+        assert_cached_decoding_within(model, ids, prefill, 1e-4).0
+    }
+
+    /// [`assert_cached_decoding_matches`] within `tolerance`; also the largest difference.
+    fn assert_cached_decoding_within(
+        model: &Transformer,
+        ids: &Tensor,
+        prefill: usize,
+        tolerance: f32,
+    ) -> (KvCache, f32) {
         let full = model.forward(ids).unwrap();
         let mut cache = KvCache::default();
         let first = model
@@ -410,11 +443,25 @@ mod tests {
             cache.fast.is_some(),
             "the prefill and steps ran on FastCache"
         );
+        let mut largest = 0f32;
         for (t, cached) in rows {
             let err = crate::model::max_abs_diff(&cached, &full.i((.., t)).unwrap());
-            assert!(err < 1e-4, "position {t}: max abs difference {err}");
+            assert!(err < tolerance, "position {t}: max abs difference {err}");
+            largest = largest.max(err);
         }
-        cache
+        (cache, largest)
+    }
+
+    #[test]
+    fn steps_reading_f16_weights_stay_within_their_rounding() {
+        let mut model = small_model(31, 40);
+        model.set_step_precision(StepPrecision::F16);
+        let ids: Vec<u32> = (0..80u32).map(|i| (i * 7 + 3) % 31).collect();
+        let ids = Tensor::from_vec(ids, (2, 40), &Device::Cpu).unwrap();
+        // The prefill reads f32 (its logits are exact); the steps read the rounded weights:
+        // logits of order 1 move by a few thousandths, not more.
+        let (_, largest) = assert_cached_decoding_within(&model, &ids, 5, 1e-2);
+        assert!(largest > 1e-6, "the steps read the f16 copy");
     }
 
     #[test]

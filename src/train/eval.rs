@@ -88,6 +88,62 @@ pub fn nll(
     Ok((total, count))
 }
 
+/// [`nll`] computed as generation computes its logits: each group of equal-length windows
+/// through cached decoding (a prefill of the prefix, then one step per token), so what the
+/// steps change (their weights' precision, [`crate::model::StepPrecision`]) shows in the
+/// nats. Predicts the same tokens as [`nll`].
+pub fn nll_through_steps(
+    model: &Model,
+    device: &Device,
+    windows: &[Vec<u32>],
+    batch: usize,
+) -> Result<(f64, usize)> {
+    let (mut total, mut count) = (0f64, 0usize);
+    let mut i = 0;
+    while i < windows.len() {
+        let len = windows[i].len();
+        let group: Vec<&Vec<u32>> = windows[i..]
+            .iter()
+            .take(batch)
+            .take_while(|w| w.len() == len)
+            .collect();
+        i += group.len();
+        if len <= PREFIX_LEN {
+            continue;
+        }
+        let b = group.len();
+        let column = |pos: usize| -> Result<Tensor> {
+            Tensor::from_vec(group.iter().map(|w| w[pos]).collect(), (b, 1), device)
+        };
+        let prefix: Vec<u32> = group
+            .iter()
+            .flat_map(|w| w[..PREFIX_LEN].to_vec())
+            .collect();
+        let mut cache = model.new_cache();
+        let mut logits = model.forward_cached(
+            &Tensor::from_vec(prefix, (b, PREFIX_LEN), device)?,
+            &mut cache,
+        )?;
+        for pos in PREFIX_LEN..len {
+            for (row, w) in logits.to_vec2::<f32>()?.iter().zip(&group) {
+                total -= log_softmax_at(row, w[pos] as usize);
+                count += 1;
+            }
+            if pos + 1 < len {
+                logits = model.decode_step(&column(pos)?, &mut cache)?;
+            }
+        }
+    }
+    Ok((total, count))
+}
+
+/// `log softmax(row)[i]`, in f64.
+fn log_softmax_at(row: &[f32], i: usize) -> f64 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+    row[i] as f64 - max - sum.ln()
+}
+
 /// [`nll`] split by the kind of token predicted (pitch, duration, position…): where a model
 /// is uncertain. Values are (sum of nats, tokens, tokens that were the model's first choice).
 pub fn nll_by_kind(
@@ -273,6 +329,33 @@ mod tests {
     use crate::music::Note;
     use candle_core::DType;
     use candle_nn::{VarBuilder, VarMap};
+
+    #[test]
+    fn nll_through_steps_is_nll_and_f16_steps_stay_close() {
+        let dev = Device::Cpu;
+        let arch = Architecture::Transformer(crate::model::transformer::Config {
+            vocab_size: Vocab.size(),
+            d_model: 32,
+            n_layers: 2,
+            n_heads: 4,
+            d_ff: 64,
+            max_seq_len: 64,
+        });
+        let vm = VarMap::new();
+        let mut model = Model::new(&arch, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+        // 5 windows of 41 tokens and a shorter last one: groups of 2, 2, 1 and 1.
+        let stream: Vec<u32> = (0..200).map(|i| 4 + (i * 7 % 97)).collect();
+        let ws = windows(&stream, 40, 100);
+        let (want, n) = nll(&model, &dev, &ws, 2).unwrap();
+        model.set_step_precision(crate::model::StepPrecision::F32);
+        let (got, m) = nll_through_steps(&model, &dev, &ws, 2).unwrap();
+        assert_eq!(n, m);
+        assert!((got - want).abs() < 1e-4 * want, "{got} vs {want}");
+        model.set_step_precision(crate::model::StepPrecision::F16);
+        let (half, _) = nll_through_steps(&model, &dev, &ws, 2).unwrap();
+        assert_ne!(half, got, "the f16 steps read other weights");
+        assert!((half - got).abs() / (n as f64) < 1e-2, "{half} vs {got}");
+    }
 
     #[test]
     fn nll_by_kind_adds_up_to_nll() {

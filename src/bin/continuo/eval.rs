@@ -59,6 +59,34 @@ pub struct EvalArgs {
     /// With --infill and --data: most held-out gaps scored per gap length.
     #[arg(long, default_value_t = 300)]
     gaps: usize,
+    /// With --data: also score the held-out windows through cached decoding (as generation
+    /// computes its logits), once with the steps reading f32 weights and once f16, to
+    /// measure what the f16 steps cost.
+    #[arg(long)]
+    step_precisions: bool,
+}
+
+/// Held-out NLL per token through cached decoding with f32 and with f16 step weights
+/// (`--step-precisions`).
+fn step_precision_report(
+    model: &mut continuo::model::Model,
+    device: &candle_core::Device,
+    ws: &[Vec<u32>],
+) -> Result<serde_json::Value> {
+    use continuo::model::StepPrecision;
+    use continuo::train::eval::nll_through_steps;
+    let mut per_token = Vec::new();
+    for p in [StepPrecision::F32, StepPrecision::F16] {
+        model.set_step_precision(p);
+        let (nats, n) = nll_through_steps(model, device, ws, 16)?;
+        per_token.push(nats / n.max(1) as f64);
+    }
+    model.set_step_precision(StepPrecision::default());
+    Ok(serde_json::json!({
+        "f32": per_token[0],
+        "f16": per_token[1],
+        "f16_minus_f32": per_token[1] - per_token[0],
+    }))
 }
 
 /// Held-out gaps of 1 and 2 bars scored both ways (`--infill`).
@@ -191,7 +219,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         bail!("give --data FOLDER for held-out NLL and statistics (or --primers DIR for the in-kind table)");
     };
     let device = best_device();
-    let loaded = load_model(&a.model, &device)?;
+    let mut loaded = load_model(&a.model, &device)?;
     let mut corpus = dataset::load_corpus(data)?;
     if a.whole_folder {
         let train = std::mem::take(&mut corpus.train);
@@ -334,6 +362,10 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     if a.infill {
         report["infill"] = serde_json::to_value(&gaps)?;
     }
+    if a.step_precisions {
+        report["nll_per_token_through_steps"] =
+            step_precision_report(&mut loaded.model, &device, &ws)?;
+    }
     if a.json {
         println!("{report}");
         return Ok(());
@@ -412,6 +444,14 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         &|r| r.stats.long_copy_rate,
         Some(real_stats.long_copy_rate),
     );
+    if let Some(s) = report.get("nll_per_token_through_steps") {
+        println!(
+            "NLL per token through cached decoding: f32 weights {:.5}, f16 weights {:.5} (f16 − f32 = {:+.5})",
+            s["f32"].as_f64().unwrap_or(f64::NAN),
+            s["f16"].as_f64().unwrap_or(f64::NAN),
+            s["f16_minus_f32"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
     for g in &gaps {
         println!(
             "held-out gaps of {} bar(s): {} gaps, {} notes; NLL per note {:.3} hearing both sides, {:.3} the bars before only ({:.1} % lower)",
