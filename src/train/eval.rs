@@ -39,6 +39,26 @@ pub fn stream_predictions(model: &Model, ids: &Tensor) -> Result<(Tensor, Tensor
     Ok((logits, target))
 }
 
+/// Batches of at most `batch` consecutive windows of one length (the last window is usually
+/// shorter), skipping windows with nothing to predict after the prefix.
+fn equal_length_groups(windows: &[Vec<u32>], batch: usize) -> Vec<Vec<&Vec<u32>>> {
+    let mut groups = Vec::new();
+    let mut i = 0;
+    while i < windows.len() {
+        let len = windows[i].len();
+        let group: Vec<&Vec<u32>> = windows[i..]
+            .iter()
+            .take(batch.max(1))
+            .take_while(|w| w.len() == len)
+            .collect();
+        i += group.len();
+        if len > PREFIX_LEN {
+            groups.push(group);
+        }
+    }
+    groups
+}
+
 /// Calls `f` with the logits (n, vocab) and next-token targets (n) of each batch of
 /// equal-length windows.
 fn predicted_batches(
@@ -48,19 +68,8 @@ fn predicted_batches(
     batch: usize,
     mut f: impl FnMut(&Tensor, &Tensor) -> Result<()>,
 ) -> Result<()> {
-    let mut i = 0;
-    while i < windows.len() {
-        let len = windows[i].len();
-        // Only equal-length windows share a batch (the last one is usually shorter).
-        let group: Vec<&Vec<u32>> = windows[i..]
-            .iter()
-            .take(batch)
-            .take_while(|w| w.len() == len)
-            .collect();
-        i += group.len();
-        if len <= PREFIX_LEN {
-            continue;
-        }
+    for group in equal_length_groups(windows, batch) {
+        let len = group[0].len();
         let flat: Vec<u32> = group.iter().flat_map(|w| w.iter().copied()).collect();
         let ids = Tensor::from_vec(flat, (group.len(), len), device)?;
         let (logits, target) = stream_predictions(model, &ids)?;
@@ -99,19 +108,8 @@ pub fn nll_through_steps(
     batch: usize,
 ) -> Result<(f64, usize)> {
     let (mut total, mut count) = (0f64, 0usize);
-    let mut i = 0;
-    while i < windows.len() {
-        let len = windows[i].len();
-        let group: Vec<&Vec<u32>> = windows[i..]
-            .iter()
-            .take(batch)
-            .take_while(|w| w.len() == len)
-            .collect();
-        i += group.len();
-        if len <= PREFIX_LEN {
-            continue;
-        }
-        let b = group.len();
+    for group in equal_length_groups(windows, batch) {
+        let (len, b) = (group[0].len(), group.len());
         let column = |pos: usize| -> Result<Tensor> {
             Tensor::from_vec(group.iter().map(|w| w[pos]).collect(), (b, 1), device)
         };
