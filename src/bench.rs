@@ -25,13 +25,15 @@ pub struct BenchReport {
     /// Where a fused training step's time goes.
     pub train_step: StepTimes,
     pub infer_ms_per_token_ctx64: f64,
-    /// Cached decoding steps read f16 weights (the default, [`StepPrecision`]); this and
-    /// the two beside it are that.
+    /// Cached decoding steps read their weights in [`Self::step_precision`] (the default);
+    /// this and the two beside it are that.
     pub infer_ms_per_token_ctx256: f64,
     pub infer_ms_per_token_ctx512: f64,
-    /// [`Self::infer_ms_per_token_ctx256`] with the steps reading the f32 weights, the
-    /// precision the peers use.
-    pub infer_ms_per_token_ctx256_f32_weights: f64,
+    /// The default [`StepPrecision`]'s name.
+    pub step_precision: &'static str,
+    /// [`Self::infer_ms_per_token_ctx256`] with the steps reading each precision by name
+    /// (f32 is the precision the peers use).
+    pub infer_ms_per_token_ctx256_by_step_precision: std::collections::BTreeMap<&'static str, f64>,
     /// Cached decoding at context 256 on every core instead of the one-thread decode pool.
     pub infer_ms_per_token_ctx256_all_threads: f64,
     pub infer_ms_per_token_nocache_ctx64: f64,
@@ -266,9 +268,15 @@ pub fn run(
         .map(|&c| decode_ms(&model, ctx(c), 8, Decoding::NoCache, device))
         .collect::<Result<_>>()?;
     let all_threads_256 = decode_ms(&model, ctx(256), n, Decoding::CachedAllThreads, device)?;
-    model.set_step_precision(StepPrecision::F32);
-    decode_ms(&model, ctx(64), 8, Decoding::Cached, device)?;
-    let f32_weights_256 = decode_ms(&model, ctx(256), n, Decoding::Cached, device)?;
+    let mut by_step_precision = std::collections::BTreeMap::new();
+    for p in StepPrecision::ALL {
+        model.set_step_precision(p);
+        decode_ms(&model, ctx(64), 8, Decoding::Cached, device)?; // the copy made, warm
+        by_step_precision.insert(
+            p.name(),
+            decode_ms(&model, ctx(256), n, Decoding::Cached, device)?,
+        );
+    }
     model.set_step_precision(StepPrecision::default());
 
     let vocab = crate::tokens::Vocab.size();
@@ -318,7 +326,8 @@ pub fn run(
         infer_ms_per_token_ctx64: cached[0],
         infer_ms_per_token_ctx256: cached[1],
         infer_ms_per_token_ctx512: cached[2],
-        infer_ms_per_token_ctx256_f32_weights: f32_weights_256,
+        step_precision: StepPrecision::default().name(),
+        infer_ms_per_token_ctx256_by_step_precision: by_step_precision,
         infer_ms_per_token_ctx256_all_threads: all_threads_256,
         infer_ms_per_token_nocache_ctx64: uncached[0],
         infer_ms_per_token_nocache_ctx256: uncached[1],

@@ -288,3 +288,99 @@ fn decoding_steps_match_candles_ops() {
     let e = rel_err(&steps, &composition);
     assert!(e <= 1e-4, "decoding steps: rel err {e}");
 }
+
+/// A small transformer whose query tiles (64 queries) do not divide its context.
+fn small_transformer(seq: usize) -> (candle_nn::VarMap, continuo::model::transformer::Transformer) {
+    use candle_nn::{VarBuilder, VarMap};
+    use continuo::model::transformer::{Config, Transformer};
+    let cfg = Config {
+        vocab_size: 23,
+        d_model: 24,
+        n_layers: 2,
+        n_heads: 2,
+        d_ff: 40,
+        max_seq_len: seq,
+    };
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, candle_core::DType::F32, &Device::Cpu);
+    let model = Transformer::new(&cfg, vb).unwrap();
+    // LayerNorms start at weight 1 and bias 0, where a wrong weight gradient can hide.
+    for (name, var) in vm.data().lock().unwrap().iter() {
+        if name.contains("ln") {
+            let n = var.elem_count();
+            let v: Vec<f32> = (0..n).map(|i| 0.8 + ((i * 7) % 5) as f32 * 0.1).collect();
+            var.set(&Tensor::from_vec(v, n, &Device::Cpu).unwrap())
+                .unwrap();
+        }
+    }
+    (vm, model)
+}
+
+#[test]
+fn the_fused_block_matches_the_composition_in_values_and_every_gradient() {
+    let (vm, model) = small_transformer(70);
+    let ids: Vec<u32> = (0..140u32).map(|i| (i * 13 + 3) % 23).collect();
+    let ids = Tensor::from_vec(ids, (2, 70), &Device::Cpu).unwrap();
+    let vars = vm.all_vars();
+    assert_eq!(vars.len(), 2 + 2 * 12 + 2, "every parameter is compared");
+    check("transformer blocks", &vars, || model.forward(&ids).unwrap());
+}
+
+#[test]
+fn the_fused_blocks_gradients_match_finite_differences() {
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    ops::set_fused(true);
+    let (vm, model) = small_transformer(5);
+    let ids = Tensor::from_vec(vec![1u32, 7, 3, 19, 4], (1, 5), &Device::Cpu).unwrap();
+    let proj = Tensor::randn(0f32, 1.0, (1, 5, 23), &Device::Cpu).unwrap();
+    let loss = || -> f64 {
+        (model.forward(&ids).unwrap() * &proj)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64
+    };
+    let grads = (model.forward(&ids).unwrap() * &proj)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let data = vm.data().lock().unwrap().clone();
+    let mut checked = 0;
+    for (name, var) in data
+        .iter()
+        .filter(|(n, _)| n.starts_with("blocks.0") || n.starts_with("positions"))
+    {
+        let analytic: Vec<f32> = grads
+            .get(var)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let x0: Vec<f32> = var.flatten_all().unwrap().to_vec1().unwrap();
+        // Small: the embeddings start at σ = 0.02, where LayerNorm is far from linear.
+        let h = 2e-3f32;
+        // A few elements of each parameter, spread over it.
+        for i in (0..x0.len()).step_by(x0.len().div_ceil(4)) {
+            let at = |v: f32| {
+                let mut p = x0.clone();
+                p[i] = v;
+                var.set(&Tensor::from_vec(p, var.shape(), &Device::Cpu).unwrap())
+                    .unwrap();
+                loss()
+            };
+            let fd = (at(x0[i] + h) - at(x0[i] - h)) / (2.0 * h as f64);
+            at(x0[i]);
+            assert!(
+                (fd - analytic[i] as f64).abs() <= 2e-2 * (1.0 + fd.abs()),
+                "{name}[{i}]: finite difference {fd} vs analytic {}",
+                analytic[i]
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12 * 3, "{checked} elements checked");
+}

@@ -262,19 +262,25 @@ fn gap_nll_within_the_grammar_is_never_above_the_whole_vocabulary_and_kinds_add_
         let finite = [
             g.both_sides_per_note,
             g.prefix_only_per_note,
+            g.no_bars_after_per_note,
             g.both_sides_per_note_in_grammar,
             g.prefix_only_per_note_in_grammar,
+            g.no_bars_after_per_note_in_grammar,
         ];
         assert!(finite.iter().all(|x| x.is_finite() && *x > 0.0), "{g:?}");
         // Leaving out tokens that cannot come there only raises the target's share.
         assert!(g.both_sides_per_note_in_grammar <= g.both_sides_per_note + 1e-6);
         assert!(g.prefix_only_per_note_in_grammar <= g.prefix_only_per_note + 1e-6);
-        let (b, p) = g
+        assert!(g.no_bars_after_per_note_in_grammar <= g.no_bars_after_per_note + 1e-6);
+        let (b, p, n) = g
             .by_kind
             .values()
-            .fold((0.0, 0.0), |(b, p), (kb, kp)| (b + kb, p + kp));
+            .fold((0.0, 0.0, 0.0), |(b, p, n), (kb, kp, kn)| {
+                (b + kb, p + kp, n + kn)
+            });
         assert!((b - g.both_sides_per_note).abs() < 1e-3, "{g:?}");
         assert!((p - g.prefix_only_per_note).abs() < 1e-3, "{g:?}");
+        assert!((n - g.no_bars_after_per_note).abs() < 1e-3, "{g:?}");
         assert!(g.by_kind.contains_key("gap end") && g.by_kind.contains_key("pitch"));
     }
 }

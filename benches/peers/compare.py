@@ -10,11 +10,16 @@ rows = [
     ("batch-1 ms/token, ctx 256, no cache", "infer_ms_per_token_nocache_ctx256", keras, None, False),
     ("batch-1 ms/token, ctx 64, KV cache", "infer_ms_per_token_ctx64", onnx, None, False),
     ("batch-1 ms/token, ctx 256, KV cache", "infer_ms_per_token_ctx256", onnx, None, False),
-    ("the same, continuo's steps reading f32 weights", "infer_ms_per_token_ctx256_f32_weights", onnx, "infer_ms_per_token_ctx256", False),
-    ("prefill of 256 tokens, ms", "prefill_ms_256", onnx, None, False),
 ]
+# The decoding steps in every precision they can read (f32 is the peer's), beside the default.
+by_precision = ours["infer_ms_per_token_ctx256_by_step_precision"]
+for name, ms in sorted(by_precision.items()):
+    if name != ours["step_precision"]:
+        ours[f"steps_{name}"] = ms
+        rows.append((f"the same, continuo's steps reading {name} weights", f"steps_{name}", onnx, "infer_ms_per_token_ctx256", False))
+rows.append(("prefill of 256 tokens, ms", "prefill_ms_256", onnx, None, False))
 print(f"continuo: {ours['threads']} threads; peers: {keras['peer']}; {onnx['peer']}")
-print("continuo's cached decoding steps read f16 weights (f32 arithmetic); ONNX Runtime's f32")
+print(f"continuo's cached decoding steps read {ours['step_precision']} weights (f32 arithmetic); ONNX Runtime's f32")
 print("| figure | continuo | peer | ours / peer | continuo is |")
 print("|---|---|---|---|---|")
 for label, key, peer, peer_key, higher_is_better in rows:

@@ -12,12 +12,13 @@
 //! cache; the arithmetic of a step (LayerNorm, softmax, GELU) is the training kernels' own
 //! ([`ops::moments`], [`ops::softmax_in_place`], [`ops::gelu_value`]).
 //!
-//! The steps read their matrices in f16 by default ([`StepPrecision`]): a step at batch 1 is
-//! bound by reading the 13 MB of f32 weights from memory (they do not fit this machine's
-//! 8 MB L3), and half the bytes is most of half the time. Arithmetic stays f32 (each weight
-//! widened as it is loaded); the held-out NLL moves by far less than the 0.01 nats/token the
-//! speed issue allows (`continuo eval --step-precision`, figures in BENCHMARKS.md). The
-//! prefill keeps f32: it is bound by arithmetic, not bytes.
+//! The steps read their matrices as 8-bit integers with a scale per row by default
+//! ([`StepPrecision`]): a step at batch 1 is bound by reading the 13 MB of f32 weights from
+//! memory (they do not fit this machine's 8 MB L3), and a quarter of the bytes (3.4 MB, in
+//! L3) is most of the time saved (f16, half the bytes, is kept as a choice). Arithmetic stays
+//! f32 (each weight widened as it is loaded); the held-out NLL moves by far less than the
+//! 0.01 nats/token the speed issue allows (`continuo eval --step-precisions`: +0.0002 for
+//! i8, figures in BENCHMARKS.md). The prefill keeps f32: it is bound by arithmetic, not bytes.
 
 use super::ops;
 use candle_core::Result;
@@ -29,20 +30,45 @@ pub enum StepPrecision {
     /// As trained.
     F32,
     /// Rounded to f16 once, widened to f32 as they are read: half the bytes per step.
-    #[default]
     F16,
+    /// Each row rounded to 8-bit integers times one f32 scale (its largest magnitude / 127),
+    /// widened to f32 as they are read: a quarter of the bytes per step.
+    #[default]
+    I8,
+}
+
+impl StepPrecision {
+    pub const ALL: [StepPrecision; 3] = [Self::F32, Self::F16, Self::I8];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::I8 => "i8",
+        }
+    }
 }
 
 impl std::str::FromStr for StepPrecision {
     type Err = String;
 
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "f32" => Ok(Self::F32),
-            "f16" => Ok(Self::F16),
-            _ => Err(format!("{s:?} is not a step precision (f32 or f16)")),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("{s:?} is not a step precision (f32, f16 or i8)"))
     }
+}
+
+/// The copy of a weight matrix the steps read, when it is not the f32 one.
+enum Rounded {
+    None,
+    F16(Vec<f16>),
+    /// Row j is `q[j·inp..] · scales[j]`.
+    I8 {
+        q: Vec<i8>,
+        scales: Vec<f32>,
+    },
 }
 
 /// A weight matrix (out, in) row-major as candle's `Linear` holds it, and its bias (empty
@@ -50,27 +76,51 @@ impl std::str::FromStr for StepPrecision {
 pub(crate) struct Dense {
     pub w: Vec<f32>,
     pub bias: Vec<f32>,
-    /// `w` rounded to f16 when the steps read f16; empty when they read `w`.
-    w16: Vec<f16>,
+    /// `w` in the steps' precision, unless they read `w` itself.
+    rounded: Rounded,
 }
 
 impl Dense {
-    pub fn new((w, bias): (Vec<f32>, Vec<f32>), precision: StepPrecision) -> Self {
-        let w16 = match precision {
-            StepPrecision::F32 => Vec::new(),
-            StepPrecision::F16 => w.iter().map(|&v| f16::from_f32(v)).collect(),
+    pub fn new((w, bias): (Vec<f32>, Vec<f32>), inp: usize, precision: StepPrecision) -> Self {
+        let rounded = match precision {
+            StepPrecision::F32 => Rounded::None,
+            StepPrecision::F16 => Rounded::F16(w.iter().map(|&v| f16::from_f32(v)).collect()),
+            StepPrecision::I8 => {
+                let (q, scales) = quantize_rows_i8(&w, inp);
+                Rounded::I8 { q, scales }
+            }
         };
-        Self { w, bias, w16 }
+        Self { w, bias, rounded }
     }
 
     /// `out[r] = W · x[r] + bias` for every row of `x`, in the steps' precision.
     fn apply_rows(&self, x: &[f32], out: &mut [f32], inp: usize) {
-        if self.w16.is_empty() {
-            matvec_rows(&self.w, &self.bias, x, out, inp);
-        } else {
-            matvec_rows_f16(&self.w16, &self.bias, x, out, inp);
+        match &self.rounded {
+            Rounded::None => matvec_rows(&self.w, &self.bias, x, out, inp),
+            Rounded::F16(w16) => matvec_rows_f16(w16, &self.bias, x, out, inp),
+            Rounded::I8 { q, scales } => matvec_rows_i8(q, scales, &self.bias, x, out, inp),
         }
     }
+}
+
+/// Rows of `inp` values as 8-bit integers and one scale per row: the row's largest
+/// magnitude maps to ±127 (a row of zeros has scale 0).
+fn quantize_rows_i8(w: &[f32], inp: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut q = Vec::with_capacity(w.len());
+    let scales = w
+        .chunks_exact(inp)
+        .map(|row| {
+            let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let scale = max / 127.0;
+            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            q.extend(
+                row.iter()
+                    .map(|&v| (v * inv).round().clamp(-127.0, 127.0) as i8),
+            );
+            scale
+        })
+        .collect();
+    (q, scales)
 }
 
 /// One block's weights.
@@ -176,7 +226,7 @@ impl DecodeWeights {
             }
         }
         for (block, (keys, values)) in self.blocks.iter().zip(cache.kv.iter_mut()) {
-            layer_norm_rows(&cache.x, &block.ln1, &mut cache.normed, d);
+            layer_norm_rows(&cache.x, &block.ln1, &mut cache.normed);
             block.qkv.apply_rows(&cache.normed, &mut cache.qkv, d);
             attend(
                 &cache.qkv,
@@ -195,7 +245,7 @@ impl DecodeWeights {
                 .out
                 .apply_rows(&cache.attended, &mut cache.projected, d);
             add_into(&mut cache.x, &cache.projected);
-            layer_norm_rows(&cache.x, &block.ln2, &mut cache.normed, d);
+            layer_norm_rows(&cache.x, &block.ln2, &mut cache.normed);
             block.up.apply_rows(&cache.normed, &mut cache.hidden, d);
             cache
                 .hidden
@@ -207,7 +257,7 @@ impl DecodeWeights {
             add_into(&mut cache.x, &cache.projected);
         }
         cache.len += 1;
-        layer_norm_rows(&cache.x, &self.ln_f, &mut cache.normed, d);
+        layer_norm_rows(&cache.x, &self.ln_f, &mut cache.normed);
         let mut logits = vec![0f32; b * self.vocab];
         self.tokens.apply_rows(&cache.normed, &mut logits, d);
         Ok(logits)
@@ -260,13 +310,9 @@ fn attend(
     }
 }
 
-pub(super) fn layer_norm_rows(x: &[f32], (w, b): &(Vec<f32>, Vec<f32>), out: &mut [f32], d: usize) {
-    for (xr, or) in x.chunks(d).zip(out.chunks_mut(d)) {
-        let (mean, rstd) = ops::moments(xr);
-        for (((o, &v), &w), &b) in or.iter_mut().zip(xr).zip(w).zip(b) {
-            *o = (v - mean) * rstd * w + b;
-        }
-    }
+/// LayerNorm of rows with a block's `(weight, bias)`.
+pub(super) fn layer_norm_rows(x: &[f32], (w, b): &(Vec<f32>, Vec<f32>), out: &mut [f32]) {
+    ops::layer_norm_rows(x, (w, b), out)
 }
 
 fn add_into(x: &mut [f32], y: &[f32]) {
@@ -287,38 +333,89 @@ pub(super) fn matvec_rows(w: &[f32], bias: &[f32], x: &[f32], out: &mut [f32], i
     }
 }
 
+/// A weight narrower than f32 that the steps widen as they read it.
+trait Narrow: Copy {
+    fn widen(self) -> f32;
+
+    /// Eight consecutive weights from `p`, widened.
+    ///
+    /// # Safety
+    /// `p` must address eight values; the CPU must support AVX2 and F16C.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
+}
+
+impl Narrow for f16 {
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        // f16 is a 16-bit value: eight of them load as one 128-bit lane.
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    }
+}
+
+impl Narrow for i8 {
+    fn widen(self) -> f32 {
+        self as f32
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        // Sign-extended to eight i32, then converted.
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)))
+    }
+}
+
+/// The dot product of a narrow row and an f32 row, summed in f32.
+fn dot_narrow<W: Narrow>(w: &[W], x: &[f32]) -> f32 {
+    w.iter().zip(x).map(|(&w, v)| w.widen() * v).sum()
+}
+
 /// [`matvec_rows`] with `W` in f16.
 fn matvec_rows_f16(w: &[f16], bias: &[f32], x: &[f32], out: &mut [f32], inp: usize) {
+    matvec_rows_narrow(w, None, bias, x, out, inp)
+}
+
+/// [`matvec_rows`] with row j of `W` read as `q[j] · scales[j]`.
+fn matvec_rows_i8(q: &[i8], scales: &[f32], bias: &[f32], x: &[f32], out: &mut [f32], inp: usize) {
+    matvec_rows_narrow(q, Some(scales), bias, x, out, inp)
+}
+
+/// [`matvec_rows`] with `W` narrow, row j times `scales[j]` if given.
+fn matvec_rows_narrow<W: Narrow>(
+    w: &[W],
+    scales: Option<&[f32]>,
+    bias: &[f32],
+    x: &[f32],
+    out: &mut [f32],
+    inp: usize,
+) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2")
         && std::is_x86_feature_detected!("fma")
         && std::is_x86_feature_detected!("f16c")
     {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above; the check is cached).
-        return unsafe { simd::matvec_rows_f16_avx2(w, bias, x, out, inp) };
+        return unsafe { simd::matvec_rows_narrow_avx2(w, scales, bias, x, out, inp) };
     }
     let outs = w.len() / inp;
     let rows = x.len() / inp;
     for (j, wr) in w.chunks_exact(inp).enumerate() {
         let b = bias.get(j).copied().unwrap_or(0.0);
+        let scale = scales.map_or(1.0, |s| s[j]);
         for r in 0..rows {
-            out[r * outs + j] = dot_f16(wr, &x[r * inp..(r + 1) * inp]) + b;
+            out[r * outs + j] = dot_narrow(wr, &x[r * inp..(r + 1) * inp]) * scale + b;
         }
     }
-}
-
-/// Dot product of an f16 row and an f32 row of equal length, summed in f32.
-#[inline]
-fn dot_f16(a: &[f16], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2")
-        && std::is_x86_feature_detected!("fma")
-        && std::is_x86_feature_detected!("f16c")
-    {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above; the check is cached).
-        return unsafe { simd::dot_f16_avx2(a, b) };
-    }
-    a.iter().zip(b).map(|(w, v)| w.to_f32() * v).sum()
 }
 
 /// Dot product of two equal-length rows.
@@ -345,8 +442,10 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    //! The release build targets baseline x86-64 (SSE2); these two kernels are compiled for
-    //! AVX2 + FMA and chosen at run time, since a decoding step is nearly all dot products.
+    //! The release build targets baseline x86-64 (SSE2); these kernels are compiled for
+    //! AVX2 + FMA (+ F16C for narrow weights) and chosen at run time, since a decoding step
+    //! is nearly all dot products.
+    use super::Narrow;
     use std::arch::x86_64::*;
 
     /// # Safety
@@ -387,46 +486,16 @@ mod simd {
         total
     }
 
-    /// # Safety
-    /// The CPU must support AVX2, FMA and F16C.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_f16_avx2(a: &[half::f16], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        // f16 is a 16-bit value with f16's layout: eight of them load as one 128-bit lane.
-        let (pa, pb) = (a.as_ptr() as *const u16, b.as_ptr());
-        let wide = |i: usize| _mm256_cvtph_ps(_mm_loadu_si128(pa.add(i) as *const __m128i));
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            for (k, s) in acc.iter_mut().enumerate() {
-                let off = i + 8 * k;
-                *s = _mm256_fmadd_ps(wide(off), _mm256_loadu_ps(pb.add(off)), *s);
-            }
-            i += 32;
-        }
-        while i + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(wide(i), _mm256_loadu_ps(pb.add(i)), acc[0]);
-            i += 8;
-        }
-        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let mut lanes = [0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), s);
-        let mut total: f32 = lanes.iter().sum();
-        while i < n {
-            total += a[i].to_f32() * b[i];
-            i += 1;
-        }
-        total
-    }
-
-    /// `matvec_rows_f16` four weight rows at a time: each load of `x` serves four rows, and
-    /// the four sums come out of one horizontal reduction instead of four.
+    /// `matvec_rows_narrow` four weight rows at a time: each load of `x` serves four rows,
+    /// and the four sums come out of one horizontal reduction instead of four; each row's sum
+    /// is scaled once at the end.
     ///
     /// # Safety
     /// The CPU must support AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn matvec_rows_f16_avx2(
-        w: &[half::f16],
+    pub unsafe fn matvec_rows_narrow_avx2<W: Narrow>(
+        w: &[W],
+        scales: Option<&[f32]>,
         bias: &[f32],
         x: &[f32],
         out: &mut [f32],
@@ -434,43 +503,55 @@ mod simd {
     ) {
         let outs = w.len() / inp;
         let rows = x.len() / inp;
+        assert!(scales.is_none_or(|s| s.len() >= outs) && out.len() >= rows * outs);
         let bias_of = |j: usize| bias.get(j).copied().unwrap_or(0.0);
+        let scale_of = |j: usize| scales.map_or(1.0, |s| s[j]);
         let mut j = 0;
         while j + 4 <= outs {
             let block = &w[j * inp..(j + 4) * inp];
             for r in 0..rows {
-                let sums = dot4_f16(block, &x[r * inp..(r + 1) * inp]);
+                let sums = dot4(block, &x[r * inp..(r + 1) * inp]);
                 for (k, s) in sums.into_iter().enumerate() {
-                    out[r * outs + j + k] = s + bias_of(j + k);
+                    out[r * outs + j + k] = s * scale_of(j + k) + bias_of(j + k);
                 }
             }
             j += 4;
         }
         for j in j..outs {
             for r in 0..rows {
-                out[r * outs + j] =
-                    dot_f16_avx2(&w[j * inp..(j + 1) * inp], &x[r * inp..(r + 1) * inp])
-                        + bias_of(j);
+                let sum = super::dot_narrow(&w[j * inp..(j + 1) * inp], &x[r * inp..(r + 1) * inp]);
+                out[r * outs + j] = sum * scale_of(j) + bias_of(j);
             }
         }
     }
 
-    /// The dot products of the four rows of `block` (4 × x.len(), f16) with `x`.
+    /// The dot products of the four rows of `block` (4 × x.len()) with `x`, unscaled.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot4_f16(block: &[half::f16], x: &[f32]) -> [f32; 4] {
+    unsafe fn dot4<W: Narrow>(block: &[W], x: &[f32]) -> [f32; 4] {
         let n = x.len();
         assert!(block.len() >= 4 * n);
-        let (pw, px) = (block.as_ptr() as *const u16, x.as_ptr());
-        let wide = |i: usize| _mm256_cvtph_ps(_mm_loadu_si128(pw.add(i) as *const __m128i));
+        let (pw, px) = (block.as_ptr(), x.as_ptr());
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut i = 0;
         while i + 8 <= n {
             let xv = _mm256_loadu_ps(px.add(i));
             for (k, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_fmadd_ps(wide(k * n + i), xv, *a);
+                *a = _mm256_fmadd_ps(W::load8(pw.add(k * n + i)), xv, *a);
             }
             i += 8;
         }
+        let mut out = reduce4(acc);
+        for (k, o) in out.iter_mut().enumerate() {
+            for t in i..n {
+                *o += block[k * n + t].widen() * x[t];
+            }
+        }
+        out
+    }
+
+    /// The sums of the lanes of each of four accumulators.
+    #[target_feature(enable = "avx2")]
+    unsafe fn reduce4(acc: [__m256; 4]) -> [f32; 4] {
         // [a01 a23 b01 b23 | a45 a67 b45 b67] and the same for c, d; then per 128-bit lane
         // [a b c d] partial sums, and the two lanes added.
         let ab = _mm256_hadd_ps(acc[0], acc[1]);
@@ -479,11 +560,6 @@ mod simd {
         let sums = _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
         let mut out = [0f32; 4];
         _mm_storeu_ps(out.as_mut_ptr(), sums);
-        for (k, o) in out.iter_mut().enumerate() {
-            for t in i..n {
-                *o += block[k * n + t].to_f32() * x[t];
-            }
-        }
         out
     }
 
@@ -541,6 +617,48 @@ mod tests {
     }
 
     #[test]
+    fn the_i8_matrix_vector_product_agrees_with_plain_sums_on_every_shape() {
+        for (outs, inp, rows) in [(1, 1, 1), (4, 8, 1), (7, 13, 2), (9, 32, 3), (12, 256, 2)] {
+            let w: Vec<f32> = (0..outs * inp)
+                .map(|i| ((i * 7) % 13) as f32 * 0.1 - 0.6)
+                .collect();
+            let (q, scales) = quantize_rows_i8(&w, inp);
+            let bias: Vec<f32> = (0..outs).map(|j| j as f32 * 0.01).collect();
+            let x: Vec<f32> = (0..rows * inp)
+                .map(|i| ((i * 5) % 11) as f32 * 0.2 - 1.0)
+                .collect();
+            let mut out = vec![0f32; rows * outs];
+            matvec_rows_i8(&q, &scales, &bias, &x, &mut out, inp);
+            for r in 0..rows {
+                for j in 0..outs {
+                    let row = |k: usize| w[j * inp + k];
+                    let rounded: f32 = (0..inp)
+                        .map(|k| q[j * inp + k] as f32 * scales[j] * x[r * inp + k])
+                        .sum::<f32>()
+                        + bias[j];
+                    let exact: f32 =
+                        (0..inp).map(|k| row(k) * x[r * inp + k]).sum::<f32>() + bias[j];
+                    let got = out[r * outs + j];
+                    assert!(
+                        (got - rounded).abs() <= 1e-4 * (1.0 + rounded.abs()),
+                        "({outs}, {inp}, {rows}) row {r} out {j}: {got} vs {rounded}"
+                    );
+                    // Each weight within half a step (largest / 254) of its own value.
+                    let bound: f32 =
+                        (0..inp).map(|k| x[r * inp + k].abs()).sum::<f32>() * scales[j] / 2.0;
+                    assert!(
+                        (got - exact).abs() <= bound + 1e-4,
+                        "rounding ({outs}, {inp})"
+                    );
+                }
+            }
+        }
+        // A row of zeros keeps scale 0 and gives the bias.
+        let (q, scales) = quantize_rows_i8(&[0.0; 8], 8);
+        assert_eq!((q, scales), (vec![0i8; 8], vec![0.0]));
+    }
+
+    #[test]
     fn the_kernels_agree_with_plain_sums_on_every_length() {
         for n in [0, 1, 7, 8, 9, 31, 32, 33, 64, 100, 256] {
             let a: Vec<f32> = (0..n).map(|i| ((i * 7) % 13) as f32 * 0.1 - 0.6).collect();
@@ -551,13 +669,9 @@ mod tests {
                 "dot {n}"
             );
             assert!((ops::dot(&a, &b) - want).abs() <= 1e-4 * (1.0 + want.abs()));
-            // The f16 kernel against the same sum over the f16-rounded row.
+            // f16 rounding moves a sum by little (the f16 products: their own test).
             let a16: Vec<f16> = a.iter().map(|&v| f16::from_f32(v)).collect();
             let want16: f32 = a16.iter().zip(&b).map(|(x, y)| x.to_f32() * y).sum();
-            assert!(
-                (dot_f16(&a16, &b) - want16).abs() <= 1e-4 * (1.0 + want16.abs()),
-                "dot_f16 {n}"
-            );
             assert!(
                 (want16 - want).abs() <= 1e-2 * (1.0 + want.abs()),
                 "f16 rounding {n}"

@@ -111,6 +111,46 @@ pub(crate) fn add_x_wt(x: &[f32], w: &[f32], dst: &mut [f32], inp: usize, par: P
     }
 }
 
+/// `dst (rows, inp) = g (rows, out) · W`, `W` (out, inp) row-major: a linear layer's input
+/// gradient.
+pub(crate) fn g_w(g: &[f32], w: &[f32], dst: &mut [f32], inp: usize, par: Parallelism) {
+    let (rows, out) = (dst.len() / inp, w.len() / inp);
+    assert!(dst.len() == rows * inp && w.len() == out * inp && g.len() == rows * out);
+    // SAFETY: bounds-checked views; `dst` is borrowed mutably.
+    unsafe {
+        product(
+            (rows, inp, out),
+            dst.as_mut_ptr(),
+            inp,
+            false,
+            View::rows(g, rows, out, out),
+            View::rows(w, out, inp, inp),
+            1.0,
+            par,
+        )
+    }
+}
+
+/// `dst (out, inp) = gᵀ · x`, `g` (rows, out), `x` (rows, inp): a linear layer's weight
+/// gradient summed over the rows.
+pub(crate) fn gt_x(g: &[f32], x: &[f32], dst: &mut [f32], inp: usize, par: Parallelism) {
+    let (rows, out) = (x.len() / inp, dst.len() / inp);
+    assert!(x.len() == rows * inp && dst.len() == out * inp && g.len() == rows * out);
+    // SAFETY: bounds-checked views; `dst` is borrowed mutably.
+    unsafe {
+        product(
+            (out, inp, rows),
+            dst.as_mut_ptr(),
+            inp,
+            false,
+            View::rows(g, rows, out, out).t(),
+            View::rows(x, rows, inp, inp),
+            1.0,
+            par,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +182,30 @@ mod tests {
                 let want: f32 = (0..k).map(|j| a[r * 4 + j] * w[c * k + j]).sum();
                 assert!((dst[r * n + c] - (1.0 + want)).abs() < 1e-5);
                 assert!((strided[r * n + c] - 2.0 * want).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn gradient_products_read_as_plain_loops_do() {
+        let (rows, out, inp) = (6, 5, 3);
+        let g: Vec<f32> = (0..rows * out).map(|i| (i % 7) as f32 - 3.0).collect();
+        let w: Vec<f32> = (0..out * inp).map(|i| (i % 4) as f32 * 0.5 - 0.7).collect();
+        let x: Vec<f32> = (0..rows * inp).map(|i| (i % 5) as f32 * 0.3).collect();
+        let mut dx = vec![9.0f32; rows * inp];
+        g_w(&g, &w, &mut dx, inp, Parallelism::None);
+        let mut dw = vec![9.0f32; out * inp];
+        gt_x(&g, &x, &mut dw, inp, Parallelism::None);
+        for r in 0..rows {
+            for c in 0..inp {
+                let want: f32 = (0..out).map(|j| g[r * out + j] * w[j * inp + c]).sum();
+                assert!((dx[r * inp + c] - want).abs() < 1e-5);
+            }
+        }
+        for j in 0..out {
+            for c in 0..inp {
+                let want: f32 = (0..rows).map(|r| g[r * out + j] * x[r * inp + c]).sum();
+                assert!((dw[j * inp + c] - want).abs() < 1e-5);
             }
         }
     }

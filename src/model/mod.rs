@@ -5,6 +5,7 @@ pub mod copy_guard;
 pub mod decode;
 pub use decode::StepPrecision;
 pub mod files;
+mod fused_block;
 pub mod lstm;
 mod matmul;
 pub mod ops;

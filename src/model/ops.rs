@@ -25,7 +25,7 @@ pub(crate) fn fused_on(t: &Tensor) -> bool {
 }
 
 /// The contiguous f32 data of a CPU tensor argument.
-fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+pub(crate) fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let data = match storage {
         CpuStorage::F32(v) => v.as_slice(),
         _ => candle_core::bail!("fused op: expected f32"),
@@ -36,7 +36,7 @@ fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> 
     }
 }
 
-fn vec_of(t: &Tensor) -> Result<Vec<f32>> {
+pub(crate) fn vec_of(t: &Tensor) -> Result<Vec<f32>> {
     t.contiguous()?.flatten_all()?.to_vec1::<f32>()
 }
 
@@ -59,16 +59,8 @@ impl CustomOp3 for LayerNormOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, w, b) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?);
-        let d = w.len();
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(d)
-            .zip(x.par_chunks(d))
-            .for_each(|(yr, xr)| {
-                let (mean, rstd) = moments(xr);
-                for i in 0..d {
-                    yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
-                }
-            });
+        layer_norm_rows_par(x, (w, b), &mut y);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -83,41 +75,7 @@ impl CustomOp3 for LayerNormOp {
         let (xv, wv, gv) = (vec_of(x)?, vec_of(w)?, vec_of(g)?);
         let d = wv.len();
         let mut dx = vec![0f32; xv.len()];
-        // Per-row partial sums of dw and db, reduced afterwards (rows run in parallel).
-        let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
-            .par_chunks_mut(d)
-            .zip(xv.par_chunks(d))
-            .zip(gv.par_chunks(d))
-            .fold(
-                || (vec![0f32; d], vec![0f32; d]),
-                |(mut dw, mut db), ((dxr, xr), gr)| {
-                    let (mean, rstd) = moments(xr);
-                    let (mut sum_gw, mut sum_gw_xhat) = (0f32, 0f32);
-                    for i in 0..d {
-                        let xhat = (xr[i] - mean) * rstd;
-                        let gw = gr[i] * wv[i];
-                        sum_gw += gw;
-                        sum_gw_xhat += gw * xhat;
-                        dw[i] += gr[i] * xhat;
-                        db[i] += gr[i];
-                    }
-                    let (m1, m2) = (sum_gw / d as f32, sum_gw_xhat / d as f32);
-                    for i in 0..d {
-                        let xhat = (xr[i] - mean) * rstd;
-                        dxr[i] = rstd * (gr[i] * wv[i] - m1 - xhat * m2);
-                    }
-                    (dw, db)
-                },
-            )
-            .collect();
-        let mut dw = vec![0f32; d];
-        let mut db = vec![0f32; d];
-        for (pw, pb) in partial {
-            for i in 0..d {
-                dw[i] += pw[i];
-                db[i] += pb[i];
-            }
-        }
+        let (dw, db) = layer_norm_backward_rows(&xv, &wv, &gv, &mut dx);
         let dev = x.device();
         Ok((
             Some(Tensor::from_vec(dx, x.shape(), dev)?),
@@ -133,6 +91,90 @@ pub(crate) fn moments(xr: &[f32]) -> (f32, f32) {
     let mean = xr.iter().sum::<f32>() / d;
     let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d;
     (mean, 1.0 / (var + LAYER_NORM_EPS).sqrt())
+}
+
+/// LayerNorm of each row of `x` (rows of `w.len()`) into `out`: the one kernel of training's
+/// op, the fused block, the prefill and the decoding steps.
+pub(crate) fn layer_norm_rows(x: &[f32], (w, b): (&[f32], &[f32]), out: &mut [f32]) {
+    let d = w.len();
+    for (xr, or) in x.chunks(d).zip(out.chunks_mut(d)) {
+        let (mean, rstd) = moments(xr);
+        for (((o, &v), &w), &b) in or.iter_mut().zip(xr).zip(w).zip(b) {
+            *o = (v - mean) * rstd * w + b;
+        }
+    }
+}
+
+/// [`layer_norm_rows`] on every core, 32 rows per task.
+pub(crate) fn layer_norm_rows_par(x: &[f32], ln: (&[f32], &[f32]), out: &mut [f32]) {
+    let rows = 32 * ln.0.len().max(1);
+    out.par_chunks_mut(rows)
+        .zip(x.par_chunks(rows))
+        .for_each(|(o, x)| layer_norm_rows(x, ln, o));
+}
+
+/// LayerNorm's backward over rows: adds each row's input gradient into `dx` (so a residual
+/// stream's gradient can already be there) and returns the gradients of the weight and the
+/// bias, summed over the rows.
+pub(crate) fn layer_norm_backward_rows(
+    x: &[f32],
+    w: &[f32],
+    g: &[f32],
+    dx: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let d = w.len();
+    // Per-task partial sums of dw and db, reduced afterwards (rows run in parallel).
+    let zeros = || (vec![0f32; d], vec![0f32; d]);
+    dx.par_chunks_mut(d)
+        .zip(x.par_chunks(d))
+        .zip(g.par_chunks(d))
+        .fold(zeros, |(mut dw, mut db), ((dxr, xr), gr)| {
+            let (mean, rstd) = moments(xr);
+            let (mut sum_gw, mut sum_gw_xhat) = (0f32, 0f32);
+            for i in 0..d {
+                let xhat = (xr[i] - mean) * rstd;
+                let gw = gr[i] * w[i];
+                sum_gw += gw;
+                sum_gw_xhat += gw * xhat;
+                dw[i] += gr[i] * xhat;
+                db[i] += gr[i];
+            }
+            let (m1, m2) = (sum_gw / d as f32, sum_gw_xhat / d as f32);
+            for i in 0..d {
+                let xhat = (xr[i] - mean) * rstd;
+                dxr[i] += rstd * (gr[i] * w[i] - m1 - xhat * m2);
+            }
+            (dw, db)
+        })
+        .reduce(zeros, |(mut aw, mut ab), (bw, bb)| {
+            add_into(&mut aw, &bw);
+            add_into(&mut ab, &bb);
+            (aw, ab)
+        })
+}
+
+fn add_into(acc: &mut [f32], v: &[f32]) {
+    acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+}
+
+/// The sums of the columns of `g` (rows of `d`): a bias's gradient. Rows in parallel blocks
+/// of 64, the partial sums added afterwards.
+pub(crate) fn column_sums(g: &[f32], d: usize) -> Vec<f32> {
+    g.par_chunks(d * 64)
+        .fold(
+            || vec![0f32; d],
+            |mut acc, rows| {
+                rows.chunks(d).for_each(|r| add_into(&mut acc, r));
+                acc
+            },
+        )
+        .reduce(
+            || vec![0f32; d],
+            |mut a, b| {
+                add_into(&mut a, &b);
+                a
+            },
+        )
 }
 
 /// LayerNorm over the last dimension; differentiable.
@@ -420,6 +462,14 @@ pub(crate) fn gelu_value(v: f32) -> f32 {
     0.5 * v * (1.0 + fast_tanh(GELU_C * (v + GELU_A * v * v * v)))
 }
 
+/// The derivative of [`gelu_value`] at `v`.
+#[inline(always)]
+pub(crate) fn gelu_slope(v: f32) -> f32 {
+    let t = fast_tanh(GELU_C * (v + GELU_A * v * v * v));
+    let dt = (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * v * v);
+    0.5 * (1.0 + t) + 0.5 * v * dt
+}
+
 /// tanh as a clamped rational function (the 13/6 approximation Eigen and XNNPACK use),
 /// within a few float ulps of `f32::tanh` on the whole line. glibc's `tanhf` goes through
 /// `expm1f` one element at a time (16 % of a training step in perf); this compiles to a
@@ -476,9 +526,7 @@ impl CustomOp1 for Gelu {
             .zip(gv.par_chunks(4096))
             .for_each(|((dc, xc), gc)| {
                 for ((o, &v), &gr) in dc.iter_mut().zip(xc).zip(gc) {
-                    let t = fast_tanh(GELU_C * (v + GELU_A * v * v * v));
-                    let dt = (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * v * v);
-                    *o = gr * (0.5 * (1.0 + t) + 0.5 * v * dt);
+                    *o = gr * gelu_slope(v);
                 }
             });
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
@@ -533,30 +581,7 @@ impl CustomOp2 for BiasAdd {
         _y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let d = bias.elem_count();
-        let gv = vec_of(g)?;
-        let db = gv
-            .par_chunks(d * 64)
-            .fold(
-                || vec![0f32; d],
-                |mut acc, rows| {
-                    for r in rows.chunks(d) {
-                        for (a, &v) in acc.iter_mut().zip(r) {
-                            *a += v;
-                        }
-                    }
-                    acc
-                },
-            )
-            .reduce(
-                || vec![0f32; d],
-                |mut a, b| {
-                    for (x, y) in a.iter_mut().zip(&b) {
-                        *x += y;
-                    }
-                    a
-                },
-            );
+        let db = column_sums(&vec_of(g)?, bias.elem_count());
         Ok((
             Some(g.clone()),
             Some(Tensor::from_vec(db, bias.shape(), bias.device())?),

@@ -61,7 +61,7 @@ impl DecodeWeights {
         let last_block = self.blocks.len().saturating_sub(1);
         for (i, (block, (keys, values))) in self.blocks.iter().zip(cache.kv.iter_mut()).enumerate()
         {
-            layer_norm_rows_par(&x, &block.ln1, &mut normed, d);
+            ops::layer_norm_rows_par(&x, (&block.ln1.0, &block.ln1.1), &mut normed);
             rows_of(&mut qkv, &block.qkv.bias);
             add_x_wt(&normed, &block.qkv.w, &mut qkv, d, par);
             if i < last_block {
@@ -84,7 +84,7 @@ impl DecodeWeights {
             x = last_rows(&x, t, d);
         }
         let mut last_normed = vec![0f32; batch * d];
-        layer_norm_rows(&x, &self.ln_f, &mut last_normed, d);
+        layer_norm_rows(&x, &self.ln_f, &mut last_normed);
         let mut logits = vec![0f32; batch * self.vocab];
         matvec_rows(&self.tokens.w, &[], &last_normed, &mut logits, d);
         Ok((cache, logits))
@@ -105,7 +105,7 @@ impl DecodeWeights {
         let (d, par) = (self.d_model, all_threads());
         add_rows(x, &block.out.bias);
         add_x_wt(attended, &block.out.w, x, d, par);
-        layer_norm_rows_par(x, &block.ln2, normed, d);
+        ops::layer_norm_rows_par(x, (&block.ln2.0, &block.ln2.1), normed);
         rows_of(hidden, &block.up.bias);
         add_x_wt(normed, &block.up.w, hidden, d, par);
         hidden
@@ -124,7 +124,7 @@ fn last_rows(x: &[f32], t: usize, d: usize) -> Vec<f32> {
 }
 
 /// Every row of `dst` set to `bias` (zeros for a layer without one).
-fn rows_of(dst: &mut [f32], bias: &[f32]) {
+pub(crate) fn rows_of(dst: &mut [f32], bias: &[f32]) {
     if bias.is_empty() {
         return dst.fill(0.0);
     }
@@ -133,7 +133,7 @@ fn rows_of(dst: &mut [f32], bias: &[f32]) {
 }
 
 /// `bias` added to every row of `dst`.
-fn add_rows(dst: &mut [f32], bias: &[f32]) {
+pub(crate) fn add_rows(dst: &mut [f32], bias: &[f32]) {
     if bias.is_empty() {
         return;
     }
@@ -141,42 +141,36 @@ fn add_rows(dst: &mut [f32], bias: &[f32]) {
         .for_each(|r| r.iter_mut().zip(bias).for_each(|(o, b)| *o += b));
 }
 
-fn layer_norm_rows_par(x: &[f32], ln: &(Vec<f32>, Vec<f32>), out: &mut [f32], d: usize) {
-    const ROWS: usize = 32;
-    out.par_chunks_mut(ROWS * d)
-        .zip(x.par_chunks(ROWS * d))
-        .for_each(|(o, x)| layer_norm_rows(x, ln, o, d));
-}
-
 /// Where a prompt's attention reads and writes.
 #[derive(Clone, Copy)]
-struct PromptShape {
-    batch: usize,
-    t: usize,
-    heads: usize,
-    head_dim: usize,
+pub(crate) struct PromptShape {
+    pub batch: usize,
+    pub t: usize,
+    pub heads: usize,
+    pub head_dim: usize,
     /// Positions a cache row holds.
-    max: usize,
+    pub max: usize,
 }
 
 /// A pointer the attention tasks write through, each into columns no other task writes.
 #[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
+pub(crate) struct SharedOut(pub *mut f32);
 // SAFETY: every task writes only its own (sequence, head) columns of the buffer, which
 // outlives the tasks (they end inside `attend_prompt`).
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 impl SharedOut {
     /// A method, so that closures capture the whole (Sync) struct, not its pointer field.
-    fn get(self) -> *mut f32 {
+    pub fn get(self) -> *mut f32 {
         self.0
     }
 }
 
 /// Causal attention of the last `queries` positions of every sequence: copies each
 /// (sequence, head)'s keys and values into the cache, then writes its output columns of
-/// `out` (batch · queries, d).
-fn attend_prompt(
+/// `out` (batch · queries, d). Training's fused block calls it with a "cache" of the prompt's
+/// own length, the keys and values its backward reads.
+pub(crate) fn attend_prompt(
     qkv: &[f32],
     keys: &mut [f32],
     values: &mut [f32],

@@ -349,10 +349,18 @@ mod tests {
         let (got, m) = nll_through_steps(&model, &dev, &ws, 2).unwrap();
         assert_eq!(n, m);
         assert!((got - want).abs() < 1e-4 * want, "{got} vs {want}");
-        model.set_step_precision(crate::model::StepPrecision::F16);
-        let (half, _) = nll_through_steps(&model, &dev, &ws, 2).unwrap();
-        assert_ne!(half, got, "the f16 steps read other weights");
-        assert!((half - got).abs() / (n as f64) < 1e-2, "{half} vs {got}");
+        for p in [
+            crate::model::StepPrecision::F16,
+            crate::model::StepPrecision::I8,
+        ] {
+            model.set_step_precision(p);
+            let (rounded, _) = nll_through_steps(&model, &dev, &ws, 2).unwrap();
+            assert_ne!(rounded, got, "the {} steps read other weights", p.name());
+            assert!(
+                (rounded - got).abs() / (n as f64) < 1e-2,
+                "{rounded} vs {got}"
+            );
+        }
     }
 
     #[test]

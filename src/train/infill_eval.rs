@@ -20,6 +20,9 @@ pub struct GapCase {
     pub both_sides: Vec<u32>,
     /// `any-prefix before gap Bar`.
     pub prefix_only: Vec<u32>,
+    /// `any-prefix before Suffix(n) Middle gap FillEnd`: the infill form with no bar after
+    /// the gap, which tells what the bars after add inside the form the model fills in.
+    pub no_bars_after: Vec<u32>,
     pub scored: usize,
     /// Notes that start in the gap.
     pub notes: usize,
@@ -69,9 +72,16 @@ pub fn gap_cases(pieces: &[Piece], gap_bars: usize, max: usize, max_len: usize) 
                 if both.len() <= max_len {
                     if notes > 0 {
                         let prefix_only = [&any[..], &before, &middle, &[bar]].concat();
+                        let no_bars_after = InfillSides {
+                            after: &[],
+                            ..sides
+                        };
+                        let no_bars_after =
+                            [&any[..], &no_bars_after.with_middle(&middle)].concat();
                         cases.push(GapCase {
                             both_sides: both,
                             prefix_only,
+                            no_bars_after,
                             scored: middle.len() + 1,
                             notes,
                         });
@@ -118,10 +128,17 @@ pub struct GapNll {
     pub both_sides_per_note_in_grammar: f64,
     pub prefix_only_per_note_in_grammar: f64,
     pub reduction_in_grammar: f64,
+    /// Nats per note of the gap in the infill form with no bar after it ([`GapCase::
+    /// no_bars_after`]), over the whole vocabulary and over the grammar's tokens.
+    pub no_bars_after_per_note: f64,
+    pub no_bars_after_per_note_in_grammar: f64,
+    /// 1 − both sides / no bars after: what the bars after the gap add, the form held fixed.
+    pub reduction_by_bars_after: f64,
+    pub reduction_by_bars_after_in_grammar: f64,
     /// Where the nats go: per kind of token predicted (`Token::kind`; the token that closes
-    /// the gap counts as "gap end" both ways), nats per note of the gap, both sides then
-    /// prefix only.
-    pub by_kind: BTreeMap<&'static str, (f64, f64)>,
+    /// the gap counts as "gap end" every way), nats per note of the gap: both sides, prefix
+    /// only, the infill form with no bar after.
+    pub by_kind: BTreeMap<&'static str, (f64, f64, f64)>,
 }
 
 /// The negative log-likelihood of each of the last `scored` tokens of `seq`: as the model
@@ -194,26 +211,32 @@ pub fn gap_nll(
 ) -> Result<GapNll> {
     let (mut both, mut prefix, mut notes, mut tokens) = (0.0, 0.0, 0usize, 0usize);
     let (mut both_in, mut prefix_in) = (0.0, 0.0);
-    let mut by_kind: BTreeMap<&'static str, (f64, f64)> = BTreeMap::new();
+    let (mut alone, mut alone_in) = (0.0, 0.0);
+    let mut by_kind: BTreeMap<&'static str, (f64, f64, f64)> = BTreeMap::new();
     for c in cases {
         debug_assert!(c.prefix_only.len() > PREFIX_LEN + c.scored);
         let (b, b_in) = tail_nll(model, device, &c.both_sides, c.scored)?;
         let (p, p_in) = tail_nll(model, device, &c.prefix_only, c.scored)?;
+        let (a, a_in) = tail_nll(model, device, &c.no_bars_after, c.scored)?;
         both_in += b_in.iter().sum::<f64>();
         prefix_in += p_in.iter().sum::<f64>();
-        for ((kind, b), p) in scored_kinds(&c.both_sides, c.scored).zip(&b).zip(&p) {
+        alone_in += a_in.iter().sum::<f64>();
+        let kinds = scored_kinds(&c.both_sides, c.scored);
+        for (((kind, b), p), a) in kinds.zip(&b).zip(&p).zip(&a) {
             let e = by_kind.entry(kind).or_default();
             e.0 += b;
             e.1 += p;
+            e.2 += a;
         }
         both += b.iter().sum::<f64>();
         prefix += p.iter().sum::<f64>();
+        alone += a.iter().sum::<f64>();
         notes += c.notes;
         tokens += c.scored;
     }
     let per = |x: f64, n: usize| x / n.max(1) as f64;
     for e in by_kind.values_mut() {
-        *e = (per(e.0, notes), per(e.1, notes));
+        *e = (per(e.0, notes), per(e.1, notes), per(e.2, notes));
     }
     Ok(GapNll {
         gaps: cases.len(),
@@ -227,6 +250,10 @@ pub fn gap_nll(
         both_sides_per_note_in_grammar: per(both_in, notes),
         prefix_only_per_note_in_grammar: per(prefix_in, notes),
         reduction_in_grammar: reduction(both_in, prefix_in),
+        no_bars_after_per_note: per(alone, notes),
+        no_bars_after_per_note_in_grammar: per(alone_in, notes),
+        reduction_by_bars_after: reduction(both, alone),
+        reduction_by_bars_after_in_grammar: reduction(both_in, alone_in),
         by_kind,
     })
 }
@@ -254,8 +281,12 @@ mod tests {
         assert_eq!(c.notes, 8);
         assert!(Grammar::accepts(&c.both_sides));
         assert!(Grammar::accepts(&c.prefix_only));
+        assert!(Grammar::accepts(&c.no_bars_after));
         let tail = |s: &[u32]| s[s.len() - c.scored..s.len() - 1].to_vec();
         assert_eq!(tail(&c.both_sides), tail(&c.prefix_only));
+        assert_eq!(tail(&c.both_sides), tail(&c.no_bars_after));
+        assert_eq!(c.no_bars_after.last(), c.both_sides.last());
+        assert!(c.no_bars_after.len() < c.both_sides.len());
         assert_eq!(*c.both_sides.last().unwrap(), Vocab.id(Token::FillEnd));
         // Decoding the infill sequence puts every note back in its bar.
         let decoded = Vocab.decode(&c.both_sides);

@@ -60,14 +60,14 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 300)]
     gaps: usize,
     /// With --data: also score the held-out windows through cached decoding (as generation
-    /// computes its logits), once with the steps reading f32 weights and once f16, to
-    /// measure what the f16 steps cost.
+    /// computes its logits), with the steps reading f32, f16 and i8 weights, to measure
+    /// what the rounded steps cost.
     #[arg(long)]
     step_precisions: bool,
 }
 
-/// Held-out NLL per token through cached decoding with f32 and with f16 step weights
-/// (`--step-precisions`).
+/// Held-out NLL per token through cached decoding with the steps reading each precision
+/// (`--step-precisions`), and each one's difference from f32.
 fn step_precision_report(
     model: &mut continuo::model::Model,
     device: &candle_core::Device,
@@ -75,18 +75,24 @@ fn step_precision_report(
 ) -> Result<serde_json::Value> {
     use continuo::model::StepPrecision;
     use continuo::train::eval::nll_through_steps;
-    let mut per_token = Vec::new();
-    for p in [StepPrecision::F32, StepPrecision::F16] {
+    let mut report = serde_json::Map::new();
+    let mut f32_nll = f64::NAN;
+    for p in StepPrecision::ALL {
         model.set_step_precision(p);
         let (nats, n) = nll_through_steps(model, device, ws, 16)?;
-        per_token.push(nats / n.max(1) as f64);
+        let per_token = nats / n.max(1) as f64;
+        if p == StepPrecision::F32 {
+            f32_nll = per_token;
+        } else {
+            report.insert(
+                format!("{}_minus_f32", p.name()),
+                (per_token - f32_nll).into(),
+            );
+        }
+        report.insert(p.name().into(), per_token.into());
     }
     model.set_step_precision(StepPrecision::default());
-    Ok(serde_json::json!({
-        "f32": per_token[0],
-        "f16": per_token[1],
-        "f16_minus_f32": per_token[1] - per_token[0],
-    }))
+    Ok(report.into())
 }
 
 /// Held-out gaps of 1 and 2 bars scored both ways (`--infill`).
@@ -445,11 +451,14 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         Some(real_stats.long_copy_rate),
     );
     if let Some(s) = report.get("nll_per_token_through_steps") {
+        let at = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
         println!(
-            "NLL per token through cached decoding: f32 weights {:.5}, f16 weights {:.5} (f16 − f32 = {:+.5})",
-            s["f32"].as_f64().unwrap_or(f64::NAN),
-            s["f16"].as_f64().unwrap_or(f64::NAN),
-            s["f16_minus_f32"].as_f64().unwrap_or(f64::NAN)
+            "NLL per token through cached decoding: f32 weights {:.5}, f16 {:.5} (f16 − f32 = {:+.5}), i8 {:.5} (i8 − f32 = {:+.5})",
+            at("f32"),
+            at("f16"),
+            at("f16_minus_f32"),
+            at("i8"),
+            at("i8_minus_f32")
         );
     }
     for g in &gaps {
@@ -465,7 +474,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         let kinds: Vec<String> = g
             .by_kind
             .iter()
-            .map(|(k, (b, p))| format!("{k} {b:.3} vs {p:.3}"))
+            .map(|(k, (b, p, a))| format!("{k} {b:.3} / {p:.3} / {a:.3}"))
             .collect();
         println!(
             "  over the tokens the grammar allows (as generation samples): {:.3} vs {:.3} ({:.1} % lower)",
@@ -474,7 +483,14 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
             100.0 * g.reduction_in_grammar
         );
         println!(
-            "  nats per note by kind, both sides vs before only: {}",
+            "  in the infill form with no bar after the gap: {:.3} ({:.3} in the grammar); the bars after lower it by {:.1} % ({:.1} % in the grammar)",
+            g.no_bars_after_per_note,
+            g.no_bars_after_per_note_in_grammar,
+            100.0 * g.reduction_by_bars_after,
+            100.0 * g.reduction_by_bars_after_in_grammar
+        );
+        println!(
+            "  nats per note by kind, both sides / before only / infill form with no bar after: {}",
             kinds.join(", ")
         );
     }

@@ -264,13 +264,15 @@ fn run_bench(a: BenchArgs) -> Result<()> {
     );
     println!("batch-1 decoding ms/token     ctx 64   ctx 256   ctx 512");
     println!(
-        "  with KV cache (f16 weights){:>7.2} {:>9.2} {:>9.2}",
-        r.infer_ms_per_token_ctx64, r.infer_ms_per_token_ctx256, r.infer_ms_per_token_ctx512
+        "  with KV cache ({} weights){:>7.2} {:>9.2} {:>9.2}",
+        r.step_precision,
+        r.infer_ms_per_token_ctx64,
+        r.infer_ms_per_token_ctx256,
+        r.infer_ms_per_token_ctx512
     );
-    println!(
-        "  with KV cache, f32 weights           {:>9.2}",
-        r.infer_ms_per_token_ctx256_f32_weights
-    );
+    for (name, ms) in &r.infer_ms_per_token_ctx256_by_step_precision {
+        println!("  with KV cache, {name} weights            {ms:>9.2}");
+    }
     println!(
         "  without cache              {:>7.2} {:>9.2} {:>9.2}",
         r.infer_ms_per_token_nocache_ctx64,
