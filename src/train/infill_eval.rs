@@ -26,6 +26,14 @@ pub struct GapCase {
     pub scored: usize,
     /// Notes that start in the gap.
     pub notes: usize,
+    /// A bar of the gap plays the pitches of a bar after it and of no bar before it heard
+    /// here: only the bars after can tell them.
+    pub repeats_after_only: bool,
+}
+
+/// The pitches a bar plays, in order.
+fn bar_pitches(bar: &[u32]) -> Vec<u8> {
+    bar.iter().filter_map(|&id| Vocab.pitch_of(id)).collect()
 }
 
 /// Gaps of `gap_bars` bars cut from `pieces` (their merged notes): in each piece the first
@@ -78,12 +86,20 @@ pub fn gap_cases(pieces: &[Piece], gap_bars: usize, max: usize, max_len: usize) 
                         };
                         let no_bars_after =
                             [&any[..], &no_bars_after.with_middle(&middle)].concat();
+                        let heard = |r: std::ops::Range<usize>, p: &[u8]| {
+                            bars[r].iter().any(|b| bar_pitches(b) == p)
+                        };
+                        let repeats_after_only = bars[start..after_end].iter().any(|b| {
+                            let p = bar_pitches(b);
+                            !p.is_empty() && heard(after_end..hi, &p) && !heard(lo..start, &p)
+                        });
                         cases.push(GapCase {
                             both_sides: both,
                             prefix_only,
                             no_bars_after,
                             scored: middle.len() + 1,
                             notes,
+                            repeats_after_only,
                         });
                     }
                     break;
@@ -139,6 +155,11 @@ pub struct GapNll {
     /// the gap counts as "gap end" every way), nats per note of the gap: both sides, prefix
     /// only, the infill form with no bar after.
     pub by_kind: BTreeMap<&'static str, (f64, f64, f64)>,
+    /// Gaps only the bars after can tell ([`GapCase::repeats_after_only`]), how many.
+    pub repeats_after_only_gaps: usize,
+    /// Their pitches' nats per note: both sides, prefix only, infill form with no bar after.
+    /// A model that reads the bars after copies them; one that does not, cannot.
+    pub repeats_after_only_pitch: (f64, f64, f64),
 }
 
 /// The negative log-likelihood of each of the last `scored` tokens of `seq`: as the model
@@ -213,6 +234,7 @@ pub fn gap_nll(
     let (mut both_in, mut prefix_in) = (0.0, 0.0);
     let (mut alone, mut alone_in) = (0.0, 0.0);
     let mut by_kind: BTreeMap<&'static str, (f64, f64, f64)> = BTreeMap::new();
+    let (mut copy_gaps, mut copy_notes, mut copy_pitch) = (0, 0, (0.0, 0.0, 0.0));
     for c in cases {
         debug_assert!(c.prefix_only.len() > PREFIX_LEN + c.scored);
         let (b, b_in) = tail_nll(model, device, &c.both_sides, c.scored)?;
@@ -227,6 +249,15 @@ pub fn gap_nll(
             e.0 += b;
             e.1 += p;
             e.2 += a;
+            if c.repeats_after_only && kind == "pitch" {
+                copy_pitch.0 += b;
+                copy_pitch.1 += p;
+                copy_pitch.2 += a;
+            }
+        }
+        if c.repeats_after_only {
+            copy_gaps += 1;
+            copy_notes += c.notes;
         }
         both += b.iter().sum::<f64>();
         prefix += p.iter().sum::<f64>();
@@ -255,6 +286,12 @@ pub fn gap_nll(
         reduction_by_bars_after: reduction(both, alone),
         reduction_by_bars_after_in_grammar: reduction(both_in, alone_in),
         by_kind,
+        repeats_after_only_gaps: copy_gaps,
+        repeats_after_only_pitch: (
+            per(copy_pitch.0, copy_notes),
+            per(copy_pitch.1, copy_notes),
+            per(copy_pitch.2, copy_notes),
+        ),
     })
 }
 
@@ -279,6 +316,8 @@ mod tests {
         assert_eq!(cases.len(), 1);
         let c = &cases[0];
         assert_eq!(c.notes, 8);
+        // Each bar starts the 7-note cycle one note later: no bar repeats another's pitches.
+        assert!(!c.repeats_after_only);
         assert!(Grammar::accepts(&c.both_sides));
         assert!(Grammar::accepts(&c.prefix_only));
         assert!(Grammar::accepts(&c.no_bars_after));

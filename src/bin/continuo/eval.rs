@@ -493,6 +493,11 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
             "  nats per note by kind, both sides / before only / infill form with no bar after: {}",
             kinds.join(", ")
         );
+        let (b, p, a) = g.repeats_after_only_pitch;
+        println!(
+            "  {} gaps repeat a bar after them and no bar before: pitch nats per note {b:.3} / {p:.3} / {a:.3}",
+            g.repeats_after_only_gaps
+        );
     }
     println!("model NLL by kind of token predicted:");
     for (kind, &(nats, n, first)) in &by_kind {
