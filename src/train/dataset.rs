@@ -33,9 +33,10 @@ pub const FILL_SHARE: f64 = 0.5;
 /// Share of fill-in-the-middle windows that keep at most one bar before the gap, so only the
 /// bars after it can tell the gap's tune. Without them the model never learned to read the
 /// bars after: on held-out gaps whose pitches repeat a bar after the gap and no bar before
-/// it, those pitches cost v4 1.62 nats per note with the bars after and 1.70 without
-/// (`eval --infill`, "copyable from the bars after only"); a copy from the bars before costs
-/// it far less. A producer's *Regenerate bar* on a phrase's first bars is this case too.
+/// it, v4 gives those pitches 1.586 nats per note with the bars after and 1.591 without
+/// (`eval --infill`, "gaps repeat a bar after them and no bar before"; BENCHMARKS.md
+/// "Infill", session 16). A producer's *Regenerate bar* on a phrase's first bars is this
+/// case too.
 pub const FEW_BARS_BEFORE_SHARE: f64 = 0.25;
 /// Most whole bars after a training gap: generation hears the rest of a phrase (4–8 bars)
 /// after the bars it regenerates, `eval --infill` up to 4.
