@@ -48,15 +48,11 @@ pub fn gap_cases(pieces: &[Piece], gap_bars: usize, max: usize, max_len: usize) 
     for piece in pieces {
         let ids = vocab.encode(&piece.phrase, false);
         let (head, bars) = split_bars(&ids);
+        let pitches: Vec<Vec<u8>> = bars.iter().map(|b| bar_pitches(b)).collect();
         let mut start = CONTEXT_BARS;
         while start + gap_bars < bars.len() && cases.len() < max {
-            let gap = &bars[start..start + gap_bars];
-            let notes = gap
-                .iter()
-                .flat_map(|b| b.iter())
-                .filter(|&&id| vocab.pitch_of(id).is_some())
-                .count();
             let after_end = start + gap_bars;
+            let notes: usize = pitches[start..after_end].iter().map(Vec::len).sum();
             let (mut lo, mut hi) = (
                 start - CONTEXT_BARS,
                 (after_end + CONTEXT_BARS).min(bars.len()),
@@ -86,12 +82,9 @@ pub fn gap_cases(pieces: &[Piece], gap_bars: usize, max: usize, max_len: usize) 
                         };
                         let no_bars_after =
                             [&any[..], &no_bars_after.with_middle(&middle)].concat();
-                        let heard = |r: std::ops::Range<usize>, p: &[u8]| {
-                            bars[r].iter().any(|b| bar_pitches(b) == p)
-                        };
-                        let repeats_after_only = bars[start..after_end].iter().any(|b| {
-                            let p = bar_pitches(b);
-                            !p.is_empty() && heard(after_end..hi, &p) && !heard(lo..start, &p)
+                        let heard = |r: std::ops::Range<usize>, p: &Vec<u8>| pitches[r].contains(p);
+                        let repeats_after_only = pitches[start..after_end].iter().any(|p| {
+                            !p.is_empty() && heard(after_end..hi, p) && !heard(lo..start, p)
                         });
                         cases.push(GapCase {
                             both_sides: both,
