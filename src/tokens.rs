@@ -401,6 +401,27 @@ pub fn split_bars(ids: &[u32]) -> (&[u32], Vec<&[u32]>) {
     (head, bars)
 }
 
+/// The pitches a bar plays, in order: what "the same bar again" compares.
+pub fn bar_pitches(bar: &[u32]) -> Vec<u8> {
+    bar.iter().filter_map(|&id| Vocab.pitch_of(id)).collect()
+}
+
+/// The first bar of `after` that plays, pitch for pitch, a bar of `gap` that no bar of
+/// `before` plays: a gap that only the bars after it can tell. `pitches` holds each bar's
+/// [`bar_pitches`]; bars without notes never count. Training draws such gaps on purpose
+/// (`dataset::REPEAT_AFTER_SHARE`) and `eval --infill` scores them apart, with this one test.
+pub fn repeat_after_only(
+    pitches: &[Vec<u8>],
+    before: std::ops::Range<usize>,
+    gap: std::ops::Range<usize>,
+    after: std::ops::Range<usize>,
+) -> Option<usize> {
+    after.into_iter().find(|&a| {
+        let p = &pitches[a];
+        !p.is_empty() && pitches[gap.clone()].contains(p) && !pitches[before.clone()].contains(p)
+    })
+}
+
 /// The two sides of a gap of whole bars, as the model reads them before it fills the gap:
 /// `before Suffix(bars) after Middle`. Training appends the gap's own bars and `FillEnd`;
 /// generation samples them. `after` holds whole bars (it starts on a `Bar`) or nothing.
@@ -763,6 +784,29 @@ impl Grammar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gap_only_the_bars_after_can_tell_repeats_one_of_them_and_none_before() {
+        let bars = [
+            vec![60, 62],
+            vec![64],
+            vec![],
+            vec![67, 65],
+            vec![],
+            vec![67, 65],
+            vec![64],
+        ];
+        // Gap bar 3 is played again by bar 5 and by no bar before it.
+        assert_eq!(repeat_after_only(&bars, 0..3, 3..4, 4..7), Some(5));
+        // Bar 6 repeats bar 1: heard before, so the bars before tell it too.
+        assert_eq!(repeat_after_only(&bars, 0..3, 6..7, 4..6), None);
+        assert_eq!(repeat_after_only(&bars, 2..3, 6..7, 4..6), None);
+        // Nothing after, or only an empty bar repeating an empty gap bar.
+        assert_eq!(repeat_after_only(&bars, 0..3, 3..4, 4..4), None);
+        assert_eq!(repeat_after_only(&bars, 0..1, 2..3, 4..5), None);
+        // A two-bar gap counts when either of its bars is repeated after.
+        assert_eq!(repeat_after_only(&bars, 0..1, 2..4, 4..7), Some(5));
+    }
 
     fn note(start: f64, duration: f64, pitch: u8, velocity: u8) -> Note {
         Note {

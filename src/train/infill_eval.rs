@@ -3,7 +3,9 @@
 
 use super::Piece;
 use crate::model::Model;
-use crate::tokens::{split_bars, Grammar, InfillSides, Token, Vocab, PREFIX_LEN};
+use crate::tokens::{
+    bar_pitches, repeat_after_only, split_bars, Grammar, InfillSides, Token, Vocab, PREFIX_LEN,
+};
 use candle_core::{Device, Result, Tensor, D};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -29,11 +31,6 @@ pub struct GapCase {
     /// A bar of the gap plays the pitches of a bar after it and of no bar before it heard
     /// here: only the bars after can tell them.
     pub repeats_after_only: bool,
-}
-
-/// The pitches a bar plays, in order.
-fn bar_pitches(bar: &[u32]) -> Vec<u8> {
-    bar.iter().filter_map(|&id| Vocab.pitch_of(id)).collect()
 }
 
 /// Gaps of `gap_bars` bars cut from `pieces` (their merged notes): in each piece the first
@@ -82,10 +79,9 @@ pub fn gap_cases(pieces: &[Piece], gap_bars: usize, max: usize, max_len: usize) 
                         };
                         let no_bars_after =
                             [&any[..], &no_bars_after.with_middle(&middle)].concat();
-                        let heard = |r: std::ops::Range<usize>, p: &Vec<u8>| pitches[r].contains(p);
-                        let repeats_after_only = pitches[start..after_end].iter().any(|p| {
-                            !p.is_empty() && heard(after_end..hi, p) && !heard(lo..start, p)
-                        });
+                        let repeats_after_only =
+                            repeat_after_only(&pitches, lo..start, start..after_end, after_end..hi)
+                                .is_some();
                         cases.push(GapCase {
                             both_sides: both,
                             prefix_only,
@@ -326,5 +322,27 @@ mod tests {
         assert_eq!(decoded, crate::tokens::quantize(&piece.phrase));
         // Too small a context: no case rather than a cut gap.
         assert!(gap_cases(std::slice::from_ref(&piece), 1, 10, 20).is_empty());
+    }
+
+    #[test]
+    fn a_gap_repeated_by_a_bar_after_it_and_none_before_is_told_apart() {
+        // Six bars of eight notes; bar 4 (the gap) plays what bar 5 plays, and each of bars
+        // 0–3 something else. Then the same with bar 1 playing it too.
+        let tune = |bars: [u8; 6]| -> Piece {
+            let notes = (0..48)
+                .map(|i| Note {
+                    start: i as f64 * 0.5,
+                    duration: 0.5,
+                    pitch: 48 + bars[i / 8] * 2 + (i % 8) as u8,
+                    velocity: 80,
+                })
+                .collect();
+            Piece::new("p.mid".into(), Phrase::new(notes, 4.0), vec![])
+        };
+        let after_only = gap_cases(&[tune([0, 1, 2, 3, 7, 7])], 1, 10, 256);
+        assert_eq!(after_only.len(), 1);
+        assert!(after_only[0].repeats_after_only);
+        let also_before = gap_cases(&[tune([0, 7, 2, 3, 7, 7])], 1, 10, 256);
+        assert!(!also_before[0].repeats_after_only);
     }
 }
