@@ -28,9 +28,29 @@ pub struct GapCase {
     pub scored: usize,
     /// Notes that start in the gap.
     pub notes: usize,
-    /// A bar of the gap plays the pitches of a bar after it and of no bar before it heard
-    /// here: only the bars after can tell them.
-    pub repeats_after_only: bool,
+    /// Whether a bar of the gap plays, pitch for pitch, a bar heard on one side of it only.
+    pub repeat: RepeatSide,
+}
+
+/// Where a held-out gap's tune is heard again, bar for bar ([`repeat_after_only`] each way).
+/// The gaps whose tune only one side plays measure how well a model copies from that side:
+/// one that reads the bars after copies them, one that does not, cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepeatSide {
+    /// A gap bar is played again by a bar after it and by no bar before it.
+    AfterOnly,
+    /// A gap bar is played by a bar before it and by no bar after it.
+    BeforeOnly,
+    /// On both sides, or on neither.
+    Other,
+}
+
+/// The pitches of one class of gaps ([`RepeatSide`]): how many, and their nats per note
+/// both sides, prefix only, and in the infill form with no bar after.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct RepeatPitch {
+    pub gaps: usize,
+    pub pitch: (f64, f64, f64),
 }
 
 /// Gaps of `gap_bars` bars cut from `pieces` (their merged notes): in each piece the first
@@ -79,16 +99,28 @@ pub fn gap_cases(pieces: &[Piece], gap_bars: usize, max: usize, max_len: usize) 
                         };
                         let no_bars_after =
                             [&any[..], &no_bars_after.with_middle(&middle)].concat();
-                        let repeats_after_only =
-                            repeat_after_only(&pitches, lo..start, start..after_end, after_end..hi)
-                                .is_some();
+                        let (before, gap, after) = (lo..start, start..after_end, after_end..hi);
+                        let repeat = if repeat_after_only(
+                            &pitches,
+                            before.clone(),
+                            gap.clone(),
+                            after.clone(),
+                        )
+                        .is_some()
+                        {
+                            RepeatSide::AfterOnly
+                        } else if repeat_after_only(&pitches, after, gap, before).is_some() {
+                            RepeatSide::BeforeOnly
+                        } else {
+                            RepeatSide::Other
+                        };
                         cases.push(GapCase {
                             both_sides: both,
                             prefix_only,
                             no_bars_after,
                             scored: middle.len() + 1,
                             notes,
-                            repeats_after_only,
+                            repeat,
                         });
                     }
                     break;
@@ -144,11 +176,11 @@ pub struct GapNll {
     /// the gap counts as "gap end" every way), nats per note of the gap: both sides, prefix
     /// only, the infill form with no bar after.
     pub by_kind: BTreeMap<&'static str, (f64, f64, f64)>,
-    /// Gaps only the bars after can tell ([`GapCase::repeats_after_only`]), how many.
-    pub repeats_after_only_gaps: usize,
-    /// Their pitches' nats per note: both sides, prefix only, infill form with no bar after.
-    /// A model that reads the bars after copies them; one that does not, cannot.
-    pub repeats_after_only_pitch: (f64, f64, f64),
+    /// Gaps only the bars after can tell ([`RepeatSide::AfterOnly`]).
+    pub repeats_after_only: RepeatPitch,
+    /// Gaps only the bars before can tell ([`RepeatSide::BeforeOnly`]): how well the model
+    /// copies at all, from where continuation taught it to.
+    pub repeats_before_only: RepeatPitch,
 }
 
 /// The negative log-likelihood of each of the last `scored` tokens of `seq`: as the model
@@ -223,7 +255,13 @@ pub fn gap_nll(
     let (mut both_in, mut prefix_in) = (0.0, 0.0);
     let (mut alone, mut alone_in) = (0.0, 0.0);
     let mut by_kind: BTreeMap<&'static str, (f64, f64, f64)> = BTreeMap::new();
-    let (mut copy_gaps, mut copy_notes, mut copy_pitch) = (0, 0, (0.0, 0.0, 0.0));
+    // Per side a tune is repeated on: gaps, notes, pitch nats three ways.
+    let mut repeats = [(0, 0, (0.0, 0.0, 0.0)); 2];
+    let side = |r: RepeatSide| match r {
+        RepeatSide::AfterOnly => Some(0),
+        RepeatSide::BeforeOnly => Some(1),
+        RepeatSide::Other => None,
+    };
     for c in cases {
         debug_assert!(c.prefix_only.len() > PREFIX_LEN + c.scored);
         let (b, b_in) = tail_nll(model, device, &c.both_sides, c.scored)?;
@@ -238,15 +276,16 @@ pub fn gap_nll(
             e.0 += b;
             e.1 += p;
             e.2 += a;
-            if c.repeats_after_only && kind == "pitch" {
-                copy_pitch.0 += b;
-                copy_pitch.1 += p;
-                copy_pitch.2 += a;
+            if let (Some(i), "pitch") = (side(c.repeat), kind) {
+                let nats = &mut repeats[i].2;
+                nats.0 += b;
+                nats.1 += p;
+                nats.2 += a;
             }
         }
-        if c.repeats_after_only {
-            copy_gaps += 1;
-            copy_notes += c.notes;
+        if let Some(i) = side(c.repeat) {
+            repeats[i].0 += 1;
+            repeats[i].1 += c.notes;
         }
         both += b.iter().sum::<f64>();
         prefix += p.iter().sum::<f64>();
@@ -255,6 +294,10 @@ pub fn gap_nll(
         tokens += c.scored;
     }
     let per = |x: f64, n: usize| x / n.max(1) as f64;
+    let repeat_pitch = |(gaps, notes, (b, p, a)): (usize, usize, (f64, f64, f64))| RepeatPitch {
+        gaps,
+        pitch: (per(b, notes), per(p, notes), per(a, notes)),
+    };
     for e in by_kind.values_mut() {
         *e = (per(e.0, notes), per(e.1, notes), per(e.2, notes));
     }
@@ -275,12 +318,8 @@ pub fn gap_nll(
         reduction_by_bars_after: reduction(both, alone),
         reduction_by_bars_after_in_grammar: reduction(both_in, alone_in),
         by_kind,
-        repeats_after_only_gaps: copy_gaps,
-        repeats_after_only_pitch: (
-            per(copy_pitch.0, copy_notes),
-            per(copy_pitch.1, copy_notes),
-            per(copy_pitch.2, copy_notes),
-        ),
+        repeats_after_only: repeat_pitch(repeats[0]),
+        repeats_before_only: repeat_pitch(repeats[1]),
     })
 }
 
@@ -306,7 +345,7 @@ mod tests {
         let c = &cases[0];
         assert_eq!(c.notes, 8);
         // Each bar starts the 7-note cycle one note later: no bar repeats another's pitches.
-        assert!(!c.repeats_after_only);
+        assert_eq!(c.repeat, RepeatSide::Other);
         assert!(Grammar::accepts(&c.both_sides));
         assert!(Grammar::accepts(&c.prefix_only));
         assert!(Grammar::accepts(&c.no_bars_after));
@@ -325,9 +364,9 @@ mod tests {
     }
 
     #[test]
-    fn a_gap_repeated_by_a_bar_after_it_and_none_before_is_told_apart() {
+    fn a_gap_repeated_on_one_side_only_is_told_apart() {
         // Six bars of eight notes; bar 4 (the gap) plays what bar 5 plays, and each of bars
-        // 0–3 something else. Then the same with bar 1 playing it too.
+        // 0–3 something else. Then the same with bar 1 playing it too, then with bar 1 only.
         let tune = |bars: [u8; 6]| -> Piece {
             let notes = (0..48)
                 .map(|i| Note {
@@ -341,8 +380,10 @@ mod tests {
         };
         let after_only = gap_cases(&[tune([0, 1, 2, 3, 7, 7])], 1, 10, 256);
         assert_eq!(after_only.len(), 1);
-        assert!(after_only[0].repeats_after_only);
-        let also_before = gap_cases(&[tune([0, 7, 2, 3, 7, 7])], 1, 10, 256);
-        assert!(!also_before[0].repeats_after_only);
+        assert_eq!(after_only[0].repeat, RepeatSide::AfterOnly);
+        let both = gap_cases(&[tune([0, 7, 2, 3, 7, 7])], 1, 10, 256);
+        assert_eq!(both[0].repeat, RepeatSide::Other);
+        let before_only = gap_cases(&[tune([0, 7, 2, 3, 7, 5])], 1, 10, 256);
+        assert_eq!(before_only[0].repeat, RepeatSide::BeforeOnly);
     }
 }

@@ -493,11 +493,16 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
             "  nats per note by kind, both sides / before only / infill form with no bar after: {}",
             kinds.join(", ")
         );
-        let (b, p, a) = g.repeats_after_only_pitch;
-        println!(
-            "  {} gaps repeat a bar after them and no bar before: pitch nats per note {b:.3} / {p:.3} / {a:.3}",
-            g.repeats_after_only_gaps
-        );
+        for (r, told) in [
+            (g.repeats_after_only, "a bar after them and no bar before"),
+            (g.repeats_before_only, "a bar before them and no bar after"),
+        ] {
+            let (b, p, a) = r.pitch;
+            println!(
+                "  {} gaps repeat {told}: pitch nats per note {b:.3} / {p:.3} / {a:.3}",
+                r.gaps
+            );
+        }
     }
     println!("model NLL by kind of token predicted:");
     for (kind, &(nats, n, first)) in &by_kind {
