@@ -46,8 +46,10 @@ pub const FEW_BARS_BEFORE_SHARE: f64 = 0.25;
 /// window. Held-out music has them (600 of 7,481 bars with 4 bars each side, session 16), but
 /// too few for the gradient to build a way of reading the bars after: in 343 steps of
 /// [`FEW_BARS_BEFORE_SHARE`]'s windows an exact repeat after the gap was still not copied.
-/// Drawing them on purpose is a curriculum, not a change of what is learned: the eval's gaps
-/// stay where they fall.
+/// It shifts the model's prior towards repeating a bar after the gap; the eval's gaps stay
+/// where they fall, so it cannot flatter the eval. Measured (BENCHMARKS.md "Infill", session
+/// 17): 889 steps of it still left such repeats uncopied (1.425 nats per note with the bars
+/// after, 1.422 without): the model hardly copies from the bars before either.
 pub const REPEAT_AFTER_SHARE: f64 = 0.25;
 /// Most whole bars after a training gap: generation hears the rest of a phrase (4–8 bars)
 /// after the bars it regenerates, `eval --infill` up to 4.
