@@ -258,6 +258,7 @@ fn decoding_steps_match_candles_ops() {
         n_heads: 4,
         d_ff: 80,
         max_seq_len: 20,
+        smeared_keys: true,
     };
     let vm = VarMap::new();
     let mut model = Transformer::new(
@@ -268,6 +269,7 @@ fn decoding_steps_match_candles_ops() {
     // The composition is f32: so are the steps here (their f16 weights are tested against
     // the f32 steps in the transformer's unit tests).
     model.set_step_precision(continuo::model::StepPrecision::F32);
+    set_key_smears(&vm);
     let ids: Vec<u32> = (0..40u32).map(|i| (i * 11 + 5) % 29).collect();
     let ids = Tensor::from_vec(ids, (2, 20), &dev).unwrap();
     let run = |fused: bool| {
@@ -289,6 +291,17 @@ fn decoding_steps_match_candles_ops() {
     assert!(e <= 1e-4, "decoding steps: rel err {e}");
 }
 
+/// Every block's key smear (zero at the start of training, where a wrong smear gradient
+/// and a wrong cache would both hide) drawn at random, both signs.
+fn set_key_smears(vm: &candle_nn::VarMap) {
+    let vars = vm.data().lock().unwrap();
+    let smears = vars.iter().filter(|(name, _)| name.ends_with("key_smear"));
+    for (_, var) in smears {
+        let s = Tensor::randn(0f32, 0.5, var.elem_count(), &Device::Cpu).unwrap();
+        var.set(&s).unwrap();
+    }
+}
+
 /// A small transformer whose query tiles (64 queries) do not divide its context.
 fn small_transformer(seq: usize) -> (candle_nn::VarMap, continuo::model::transformer::Transformer) {
     use candle_nn::{VarBuilder, VarMap};
@@ -300,10 +313,12 @@ fn small_transformer(seq: usize) -> (candle_nn::VarMap, continuo::model::transfo
         n_heads: 2,
         d_ff: 40,
         max_seq_len: seq,
+        smeared_keys: true,
     };
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, candle_core::DType::F32, &Device::Cpu);
     let model = Transformer::new(&cfg, vb).unwrap();
+    set_key_smears(&vm);
     // LayerNorms start at weight 1 and bias 0, where a wrong weight gradient can hide.
     for (name, var) in vm.data().lock().unwrap().iter() {
         if name.contains("ln") {
@@ -322,7 +337,7 @@ fn the_fused_block_matches_the_composition_in_values_and_every_gradient() {
     let ids: Vec<u32> = (0..140u32).map(|i| (i * 13 + 3) % 23).collect();
     let ids = Tensor::from_vec(ids, (2, 70), &Device::Cpu).unwrap();
     let vars = vm.all_vars();
-    assert_eq!(vars.len(), 2 + 2 * 12 + 2, "every parameter is compared");
+    assert_eq!(vars.len(), 2 + 2 * 13 + 2, "every parameter is compared");
     check("transformer blocks", &vars, || model.forward(&ids).unwrap());
 }
 

@@ -273,3 +273,40 @@ fn a_folder_of_versions_of_one_piece_still_holds_one_out_and_says_so() {
     assert_eq!(corpus.train.len(), 4);
     assert!(corpus.validation_overlaps);
 }
+
+#[test]
+fn a_run_that_adds_smeared_keys_to_its_base_starts_where_the_base_ended() {
+    use continuo::model::{transformer, Architecture};
+    let Architecture::Transformer(smeared) = common::tiny_transformer() else {
+        unreachable!("the tiny model is a transformer")
+    };
+    let plain = transformer::Config {
+        smeared_keys: false,
+        ..smeared.clone()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let base_dir = dir.path().join("base");
+    let base_opts = common::train_options(&base_dir, Architecture::Transformer(plain), 3);
+    let base = train(&base_opts, &Device::Cpu).unwrap();
+    let out = dir.path().join("smeared");
+    let mut opts = common::train_options(&out, Architecture::Transformer(smeared), 3);
+    opts.from = Some(base_dir);
+    let run = train(&opts, &Device::Cpu).unwrap();
+    // The smears start at zero: the model before the first step is the base, exactly.
+    assert!(
+        (run.initial_val_loss - base.final_val_loss).abs() < 1e-5,
+        "the base ended at {}, the run began at {}",
+        base.final_val_loss,
+        run.initial_val_loss
+    );
+    let weights =
+        candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
+    let smear = weights["blocks.0.attn.key_smear"]
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(smear > 0.0, "the key smear was not trained");
+}

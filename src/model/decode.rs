@@ -20,7 +20,7 @@
 //! 0.01 nats/token the speed issue allows (`continuo eval --step-precisions`: +0.0002 for
 //! i8, figures in BENCHMARKS.md). The prefill keeps f32: it is bound by arithmetic, not bytes.
 
-use super::ops;
+use super::{ops, smeared_keys};
 use candle_core::Result;
 use half::f16;
 
@@ -131,6 +131,8 @@ pub(crate) struct BlockWeights {
     pub ln2: (Vec<f32>, Vec<f32>),
     pub up: Dense,
     pub down: Dense,
+    /// The keys' smear (`smeared_keys.rs`), empty for a model that does not smear.
+    pub key_smear: Vec<f32>,
 }
 
 /// The transformer's weights read out of candle once, for decoding steps.
@@ -155,6 +157,8 @@ pub struct FastCache {
     pub(super) len: usize,
     /// Per layer: keys, then values.
     pub(super) kv: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Per layer: each sequence's last key before its smear, (batch, d).
+    pub(super) last_raw_keys: Vec<Vec<f32>>,
     x: Vec<f32>,
     normed: Vec<f32>,
     qkv: Vec<f32>,
@@ -173,6 +177,7 @@ impl FastCache {
             batch,
             len: 0,
             kv: w.blocks.iter().map(|_| (layer(), layer())).collect(),
+            last_raw_keys: w.blocks.iter().map(|_| vec![0.0; batch * d]).collect(),
             x: vec![0.0; batch * d],
             normed: vec![0.0; batch * d],
             qkv: vec![0.0; batch * 3 * d],
@@ -225,9 +230,23 @@ impl DecodeWeights {
                 *o = t + p;
             }
         }
-        for (block, (keys, values)) in self.blocks.iter().zip(cache.kv.iter_mut()) {
+        for ((block, (keys, values)), last_raw_keys) in self
+            .blocks
+            .iter()
+            .zip(cache.kv.iter_mut())
+            .zip(cache.last_raw_keys.iter_mut())
+        {
             layer_norm_rows(&cache.x, &block.ln1, &mut cache.normed);
             block.qkv.apply_rows(&cache.normed, &mut cache.qkv, d);
+            if !block.key_smear.is_empty() {
+                for (row, previous) in cache
+                    .qkv
+                    .chunks_exact_mut(3 * d)
+                    .zip(last_raw_keys.chunks_exact_mut(d))
+                {
+                    smeared_keys::smear_rows(row, &block.key_smear, previous);
+                }
+            }
             attend(
                 &cache.qkv,
                 keys,

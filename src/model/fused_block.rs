@@ -10,21 +10,22 @@
 //! backward reads; the backward writes each gradient once: the weights' as packed products
 //! straight into one flat buffer, the residual stream's in place.
 //!
-//! The block's twelve parameters reach the op as one flat tensor (`Tensor::cat`, whose
+//! The block's thirteen parameters reach the op as one flat tensor (`Tensor::cat`, whose
 //! backward hands each parameter its slice of the flat gradient): candle's custom ops take
 //! at most three arguments.
 
-use super::attention;
 use super::matmul::{add_x_wt, all_threads, g_w, gt_x};
 use super::ops;
 use super::prefill::{add_rows, attend_prompt, rows_of, PromptShape, SharedOut};
+use super::{attention, smeared_keys};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
 /// The block's parameters in the order of the flat argument: LayerNorm 1 (weight, bias),
 /// the fused q/k/v projection, the output projection, LayerNorm 2, the MLP's up and down
-/// projections (each weight (out, in) row-major, as candle's `Linear` holds it, then its bias).
+/// projections (each weight (out, in) row-major, as candle's `Linear` holds it, then its bias),
+/// then the keys' smear (`smeared_keys.rs`; zeros for a model without it).
 pub(crate) struct Params<S> {
     pub ln1: (S, S),
     pub qkv: (S, S),
@@ -32,23 +33,22 @@ pub(crate) struct Params<S> {
     pub ln2: (S, S),
     pub up: (S, S),
     pub down: (S, S),
+    pub key_smear: S,
 }
 
 impl<S> Params<S> {
-    /// The parameters named in order from the twelve parts of the flat argument.
+    /// The parameters named in order from the thirteen parts of the flat argument.
     fn named(parts: Vec<S>) -> Self {
         let mut it = parts.into_iter();
-        let mut pair = || {
-            let w = it.next().expect("twelve parts");
-            (w, it.next().expect("twelve parts"))
-        };
+        let mut next = || it.next().expect("thirteen parts");
         Self {
-            ln1: pair(),
-            qkv: pair(),
-            out: pair(),
-            ln2: pair(),
-            up: pair(),
-            down: pair(),
+            ln1: (next(), next()),
+            qkv: (next(), next()),
+            out: (next(), next()),
+            ln2: (next(), next()),
+            up: (next(), next()),
+            down: (next(), next()),
+            key_smear: next(),
         }
     }
 }
@@ -62,8 +62,8 @@ struct Dims {
 }
 
 impl Dims {
-    /// Sizes of the twelve parts of the flat argument, in order.
-    fn sizes(self) -> [usize; 12] {
+    /// Sizes of the thirteen parts of the flat argument, in order.
+    fn sizes(self) -> [usize; 13] {
         let Dims { d, ff, .. } = self;
         [
             d,
@@ -77,6 +77,7 @@ impl Dims {
             ff * d,
             ff,
             d * ff,
+            d,
             d,
         ]
     }
@@ -112,8 +113,10 @@ struct Saved {
     t: usize,
     /// LayerNorm 1's output, (rows, d).
     h1: Vec<f32>,
-    /// The q/k/v projection, (rows, 3d).
+    /// The q/k/v projection, keys smeared, (rows, 3d).
     qkv: Vec<f32>,
+    /// The keys before the smear, (rows, d).
+    raw_keys: Vec<f32>,
     /// Keys and values per (sequence, head), (batch, heads, t, head_dim).
     keys: Vec<f32>,
     values: Vec<f32>,
@@ -135,8 +138,8 @@ struct BlockOp {
 
 /// One transformer block (pre-norm: x + attention(LN1 x), then + MLP(LN2 ·)) on `x` (batch,
 /// t, d), causal, no cache; differentiable in `x` and in every parameter. `params` are the
-/// block's twelve tensors in the order of [`Params`].
-pub fn forward(x: &Tensor, params: &[&Tensor; 12], heads: usize) -> Result<Tensor> {
+/// block's thirteen tensors in the order of [`Params`].
+pub fn forward(x: &Tensor, params: &[&Tensor; 13], heads: usize) -> Result<Tensor> {
     let (_, _, d) = x.dims3()?;
     let ff = params[9].elem_count();
     let dims = Dims { d, ff, heads };
@@ -226,6 +229,13 @@ impl BlockOp {
         let mut qkv = vec![0f32; rows * 3 * d];
         rows_of(&mut qkv, p.qkv.1);
         add_x_wt(&h1, p.qkv.0, &mut qkv, d, par);
+        let raw_keys: Vec<f32> = qkv
+            .chunks_exact(3 * d)
+            .flat_map(|row| row[d..2 * d].iter().copied())
+            .collect();
+        qkv.par_chunks_mut(t * 3 * d).for_each(|sequence| {
+            smeared_keys::smear_rows(sequence, p.key_smear, &mut vec![0f32; d])
+        });
         let mut keys = vec![0f32; rows * d];
         let mut values = vec![0f32; rows * d];
         let mut attended = vec![0f32; rows * d];
@@ -261,6 +271,7 @@ impl BlockOp {
             t,
             h1,
             qkv,
+            raw_keys,
             keys,
             values,
             attended,
@@ -316,6 +327,12 @@ impl BlockOp {
         let mut d_qkv = vec![0f32; rows * 3 * d];
         self.attention_backward(s, &d_attended, &mut d_qkv);
         drop(d_attended);
+        for (sequence, raw) in d_qkv
+            .chunks_exact_mut(s.t * 3 * d)
+            .zip(s.raw_keys.chunks_exact(s.t * d))
+        {
+            smeared_keys::smear_rows_backward(sequence, raw, p.key_smear, gp.key_smear);
+        }
         gt_x(&d_qkv, &s.h1, gp.qkv.0, d, par);
         gp.qkv.1.copy_from_slice(&ops::column_sums(&d_qkv, 3 * d));
         g_w(&d_qkv, p.qkv.0, &mut d_normed, d, par);

@@ -11,6 +11,7 @@ mod matmul;
 pub mod ops;
 mod prefill;
 pub mod sampler;
+mod smeared_keys;
 pub mod transformer;
 
 use candle_core::{Result, Tensor};

@@ -10,10 +10,9 @@
 //! the fused q/k/v product and the keys and values from the cache it has just written.
 //! Only the last position's logits are computed, which is all a prefill returns.
 
-use super::attention;
 use super::decode::{layer_norm_rows, matvec_rows, BlockWeights, DecodeWeights, FastCache};
 use super::matmul::{add_x_wt, all_threads};
-use super::ops;
+use super::{attention, ops, smeared_keys};
 use candle_core::Result;
 use rayon::prelude::*;
 
@@ -59,11 +58,23 @@ impl DecodeWeights {
             max: self.max_seq_len,
         };
         let last_block = self.blocks.len().saturating_sub(1);
-        for (i, (block, (keys, values))) in self.blocks.iter().zip(cache.kv.iter_mut()).enumerate()
-        {
+        let layers = self
+            .blocks
+            .iter()
+            .zip(cache.kv.iter_mut())
+            .zip(cache.last_raw_keys.iter_mut());
+        for (i, ((block, (keys, values)), last_raw_keys)) in layers.enumerate() {
             ops::layer_norm_rows_par(&x, (&block.ln1.0, &block.ln1.1), &mut normed);
             rows_of(&mut qkv, &block.qkv.bias);
             add_x_wt(&normed, &block.qkv.w, &mut qkv, d, par);
+            if !block.key_smear.is_empty() {
+                for (sequence, previous) in qkv
+                    .chunks_exact_mut(t * 3 * d)
+                    .zip(last_raw_keys.chunks_exact_mut(d))
+                {
+                    smeared_keys::smear_rows(sequence, &block.key_smear, previous);
+                }
+            }
             if i < last_block {
                 attend_prompt(&qkv, keys, values, &mut attended, shape, t);
                 self.attention_out_and_mlp(block, &mut x, &attended, &mut normed, &mut hidden);

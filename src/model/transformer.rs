@@ -1,10 +1,11 @@
 //! A small decoder-only transformer over the event vocabulary, with a KV cache.
 //!
 //! Pre-norm blocks (LayerNorm → causal self-attention → LayerNorm → GELU MLP), learned
-//! absolute positions, output head tied to the token embedding.
+//! absolute positions, output head tied to the token embedding; optionally smeared keys
+//! (`smeared_keys.rs`).
 
 use super::decode::{BlockWeights, DecodeWeights, Dense, FastCache, StepPrecision};
-use super::{fused_block, ops};
+use super::{fused_block, ops, smeared_keys};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{linear, Embedding, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,10 @@ pub struct Config {
     pub d_ff: usize,
     /// Longest context the position table covers; decoding slides a window past it.
     pub max_seq_len: usize,
+    /// Each attention key mixed with the previous position's (`smeared_keys.rs`); absent
+    /// from the configs of models made before it (v4 and older), which do not smear.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub smeared_keys: bool,
 }
 
 impl Config {
@@ -64,6 +69,8 @@ struct LayerCache {
     k: Tensor,
     v: Tensor,
     len: usize,
+    /// The last position's key before its smear, (batch, heads, 1, head_dim).
+    last_raw_key: Option<Tensor>,
 }
 
 impl LayerCache {
@@ -99,6 +106,10 @@ impl KvCache {
 struct Attention {
     qkv: Linear,
     out: Linear,
+    /// The keys' smear, one value per key channel; zeros (not a weight) when the model does
+    /// not smear, so that the fused block has one layout.
+    key_smear: Tensor,
+    smeared: bool,
     n_heads: usize,
     head_dim: usize,
     max_seq_len: usize,
@@ -106,7 +117,14 @@ struct Attention {
 
 impl Attention {
     fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let key_smear = if cfg.smeared_keys {
+            vb.get_with_hints(cfg.d_model, "key_smear", candle_nn::Init::Const(0.0))?
+        } else {
+            Tensor::zeros(cfg.d_model, candle_core::DType::F32, vb.device())?
+        };
         Ok(Self {
+            key_smear,
+            smeared: cfg.smeared_keys,
             qkv: linear(cfg.d_model, 3 * cfg.d_model, vb.pp("qkv"))?,
             max_seq_len: cfg.max_seq_len,
             out: linear(cfg.d_model, cfg.d_model, vb.pp("out"))?,
@@ -121,20 +139,31 @@ impl Attention {
             .reshape((b, t, 3, self.n_heads, self.head_dim))?
             .permute((2, 0, 3, 1, 4))?;
         let q = qkv.get(0)?.contiguous()?;
-        let mut k = qkv.get(1)?.contiguous()?;
+        let raw_k = qkv.get(1)?.contiguous()?;
         let mut v = qkv.get(2)?.contiguous()?;
-        if let Some(slot) = cache {
-            if slot.is_none() {
-                let shape = (b, self.n_heads, self.max_seq_len, self.head_dim);
-                *slot = Some(LayerCache {
-                    k: Tensor::zeros(shape, k.dtype(), k.device())?,
-                    v: Tensor::zeros(shape, v.dtype(), v.device())?,
-                    len: 0,
-                });
-            }
-            if let Some(c) = slot.as_mut() {
+        let mut k = raw_k.clone();
+        match cache {
+            Some(slot) => {
+                let c = match slot {
+                    Some(c) => c,
+                    None => {
+                        let shape = (b, self.n_heads, self.max_seq_len, self.head_dim);
+                        slot.insert(LayerCache {
+                            k: Tensor::zeros(shape, k.dtype(), k.device())?,
+                            v: Tensor::zeros(shape, v.dtype(), v.device())?,
+                            len: 0,
+                            last_raw_key: None,
+                        })
+                    }
+                };
+                if self.smeared {
+                    k = smeared_keys::smear(&raw_k, &self.key_smear, c.last_raw_key.as_ref())?;
+                    c.last_raw_key = Some(raw_k.narrow(2, t - 1, 1)?);
+                }
                 (k, v) = c.append(&k, &v)?;
             }
+            None if self.smeared => k = smeared_keys::smear(&raw_k, &self.key_smear, None)?,
+            None => {}
         }
         let y = ops::causal_attention(&q, &k, &v)?;
         let y = y.transpose(1, 2)?.reshape((b, t, d))?;
@@ -174,8 +203,8 @@ fn bias_of(l: &Linear) -> Result<&Tensor> {
 }
 
 impl Block {
-    /// The twelve tensors in the order `fused_block` reads them.
-    fn params(&self) -> Result<[&Tensor; 12]> {
+    /// The thirteen tensors in the order `fused_block` reads them.
+    fn params(&self) -> Result<[&Tensor; 13]> {
         let (a, m) = (&self.attn, &self.mlp);
         Ok([
             &self.ln1.weight,
@@ -190,6 +219,7 @@ impl Block {
             bias_of(&m.up)?,
             m.down.weight(),
             bias_of(&m.down)?,
+            &a.key_smear,
         ])
     }
 
@@ -276,6 +306,11 @@ impl Transformer {
                     ln2: b.ln2.values()?,
                     up: dense(&b.mlp.up)?,
                     down: dense(&b.mlp.down)?,
+                    key_smear: if b.attn.smeared {
+                        b.attn.key_smear.to_vec1()?
+                    } else {
+                        Vec::new()
+                    },
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -412,7 +447,8 @@ pub fn parameter_count(cfg: &Config) -> usize {
         + (d * 3 * d + 3 * d)
         + (d * d + d)
         + (d * cfg.d_ff + cfg.d_ff)
-        + (cfg.d_ff * d + d);
+        + (cfg.d_ff * d + d)
+        + if cfg.smeared_keys { d } else { 0 };
     cfg.vocab_size * d + cfg.max_seq_len * d + cfg.n_layers * block + 2 * d
 }
 
@@ -432,12 +468,27 @@ mod tests {
             n_heads: 4,
             d_ff: 64,
             max_seq_len,
+            smeared_keys: true,
         };
         let vm = VarMap::new();
         let mut m =
             Transformer::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        // The smear starts at zero, where a cache that smeared wrongly would still agree.
+        set_key_smears(&vm);
         m.set_step_precision(StepPrecision::F32);
         m
+    }
+
+    /// Every block's key smear set to values far from zero, both signs.
+    fn set_key_smears(vm: &VarMap) {
+        for (name, var) in vm.data().lock().unwrap().iter() {
+            if name.ends_with("key_smear") {
+                let n = var.elem_count();
+                let v: Vec<f32> = (0..n).map(|i| ((i * 5) % 9) as f32 * 0.2 - 0.7).collect();
+                var.set(&Tensor::from_vec(v, n, &Device::Cpu).unwrap())
+                    .unwrap();
+            }
+        }
     }
 
     /// A prefill of the first `prefill` positions of `ids` (batch, time), then one position at

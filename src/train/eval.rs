@@ -338,6 +338,7 @@ mod tests {
             n_heads: 4,
             d_ff: 64,
             max_seq_len: 64,
+            smeared_keys: false,
         });
         let vm = VarMap::new();
         let mut model = Model::new(&arch, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();

@@ -91,7 +91,8 @@ pub fn architecture_of(base: &BaseModel) -> Architecture {
 
 /// Copies the base's weights into `varmap` (built for [`architecture_of`]). A table indexed
 /// by token id that is shorter in the base (a vocabulary that gained tokens) keeps its base
-/// rows and the fresh initialisation of the new ones.
+/// rows and the fresh initialisation of the new ones; a key smear the base lacks (a run that
+/// adds `--smeared-keys`) keeps its initial zeros, so the run starts as the base.
 pub fn load_base_weights(dir: &Path, varmap: &VarMap, device: &Device) -> Result<usize> {
     let path = dir.join(WEIGHTS_FILE);
     let base = candle_core::safetensors::load(&path, device)
@@ -100,6 +101,9 @@ pub fn load_base_weights(dir: &Path, varmap: &VarMap, device: &Device) -> Result
     let mut copied = 0;
     for (name, var) in vars.iter() {
         let Some(t) = base.get(name) else {
+            if name.ends_with(".key_smear") {
+                continue;
+            }
             bail!("--from: {} has no tensor {name}", path.display());
         };
         let (want, have) = (var.dims().to_vec(), t.dims().to_vec());

@@ -23,6 +23,7 @@ pub fn tiny_transformer() -> Architecture {
         n_heads: 4,
         d_ff: 256,
         max_seq_len: 128,
+        smeared_keys: true,
     })
 }
 

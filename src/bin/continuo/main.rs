@@ -220,6 +220,7 @@ fn architecture(
                 n_heads: heads,
                 d_ff: ff.unwrap_or(4 * d_model),
                 max_seq_len: ctx,
+                smeared_keys: false,
             })
         }
         Arch::Lstm => Architecture::Lstm(lstm::Config {

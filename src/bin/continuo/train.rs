@@ -56,6 +56,10 @@ pub struct TrainArgs {
     /// teaches, hearing the bars after a gap.
     #[arg(long, default_value_t = 1.0, value_parser = positive_f64)]
     gap_weight: f64,
+    /// Smear each attention key with the previous position's (a transformer's; with --from,
+    /// a base without it gains it, starting at zero, so the run begins as the base).
+    #[arg(long)]
+    smeared_keys: bool,
     /// Stop after this many optimizer steps.
     #[arg(long)]
     steps: Option<usize>,
@@ -155,7 +159,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
     use continuo::train::warm_start::{FINE_TUNE_LR, FINE_TUNE_WARMUP};
     let fine_tune = a.from.is_some();
     let base_mix = base_mix(&a)?;
-    let architecture = match &a.from {
+    let mut architecture = match &a.from {
         Some(dir) => base_architecture(&a, dir)?,
         None => architecture(
             a.arch.unwrap_or(Arch::Transformer),
@@ -166,6 +170,12 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
             a.seq_len.unwrap_or(256) as usize,
         )?,
     };
+    if a.smeared_keys {
+        match &mut architecture {
+            Architecture::Transformer(c) => c.smeared_keys = true,
+            Architecture::Lstm(_) => bail!("--smeared-keys is for a transformer"),
+        }
+    }
     let seq_len = architecture
         .max_context()
         .unwrap_or(a.seq_len.unwrap_or(256) as usize);
