@@ -9,6 +9,12 @@
 use crate::music::{Note, Phrase};
 use crate::tokens::{quantize, TICKS_PER_BEAT};
 
+/// Consecutive notes that count as a copy (the model issue's definition): the copy metric's
+/// run and the copy guard's.
+pub const COPY_RUN: usize = 8;
+/// A longer run, which stock phrases of a style rarely fill: a copied tune rather than an idiom.
+pub const LONG_COPY_RUN: usize = 16;
+
 /// One note of a run, in grid ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoteKey {

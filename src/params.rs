@@ -171,7 +171,7 @@ impl Default for ContinuoParams {
                 },
             ),
             session: Arc::new(Mutex::new(SessionState::default())),
-            editor_state: crate::editor::default_state(),
+            editor_state: default_editor_state(),
         }
     }
 }
@@ -231,4 +231,17 @@ fn texture_param(name: &str, names: &'static [&'static str]) -> IntParam {
         Told::Bin(b) => Some(b as i32 + 1),
         _ => Some(0),
     }))
+}
+
+/// The editor window's size when it first opens, in logical pixels. Here, with the state it
+/// starts, because the parameters own the editor's state (the editor reads the parameters,
+/// never the other way).
+const EDITOR_SIZE: (f32, f32) = (720.0, 460.0);
+
+fn default_editor_state() -> Arc<nice_plug_egui::EguiEditorState> {
+    let (width, height) = EDITOR_SIZE;
+    nice_plug_egui::EguiEditorState::from_size(
+        nice_plug::editor::dpi::LogicalSize::new(width, height),
+        1.0,
+    )
 }

@@ -24,16 +24,9 @@ use view_model::{
     BarPick, PlayingPhrase, RollLayout,
 };
 
-pub const WIDTH: f32 = 720.0;
-pub const HEIGHT: f32 = 460.0;
-
 const PRIMER_COLOUR: Color32 = Color32::from_rgb(150, 150, 160);
 const PHRASE_COLOUR: Color32 = Color32::from_rgb(70, 140, 255);
 const PICK_COLOUR: Color32 = Color32::from_rgba_premultiplied(60, 50, 10, 60);
-
-pub fn default_state() -> Arc<EguiEditorState> {
-    EguiEditorState::from_size(nice_plug::editor::dpi::LogicalSize::new(WIDTH, HEIGHT), 1.0)
-}
 
 /// Where exports go: `$CONTINUO_EXPORT_DIR`, else `~/Music/Continuo`, else the temp folder.
 pub fn export_dir() -> PathBuf {

@@ -11,7 +11,7 @@
 //! of a head are never stored, and the backward recomputes a tile's probabilities.
 
 use super::matmul::{product, View};
-use super::ops;
+use super::row_math;
 use gemm::Parallelism;
 
 /// Queries per tile: a tile's scores (64 × up to 256 keys, 64 KB) stay in L2 beside the keys.
@@ -66,7 +66,7 @@ impl<'a> Head<'a> {
             Tile {
                 first,
                 len,
-                seen: ops::visible_keys(tq, tk, first + len - 1),
+                seen: row_math::visible_keys(tq, tk, first + len - 1),
             }
         })
     }
@@ -102,8 +102,8 @@ impl<'a> Head<'a> {
             )
         }
         for (r, row) in p[..t.len * t.seen].chunks_exact_mut(t.seen).enumerate() {
-            let visible = ops::visible_keys(self.tq, self.tk, t.first + r);
-            ops::softmax_in_place(&mut row[..visible]);
+            let visible = row_math::visible_keys(self.tq, self.tk, t.first + r);
+            row_math::softmax_in_place(&mut row[..visible]);
             row[visible..].fill(0.0);
         }
     }
@@ -190,7 +190,7 @@ pub(crate) fn backward(
             .enumerate()
         {
             let i = t.first + r;
-            let d_i = ops::dot(&g[i * hd..(i + 1) * hd], &o[i * hd..(i + 1) * hd]);
+            let d_i = row_math::dot(&g[i * hd..(i + 1) * hd], &o[i * hd..(i + 1) * hd]);
             for (s, &pj) in ds_row.iter_mut().zip(p_row) {
                 *s = pj * (*s - d_i);
             }

@@ -16,7 +16,7 @@ use std::path::Path;
 
 pub const GUARD_FILE: &str = "copy_guard.safetensors";
 /// Notes in a guarded run: the copy metric's run length.
-pub const GUARD_RUN: usize = crate::train::copy::COPY_RUN;
+pub const GUARD_RUN: usize = crate::note_runs::COPY_RUN;
 /// Bumped if the run hash or the fingerprint changes; a guard of another version is refused.
 const GUARD_VERSION: u32 = 1;
 

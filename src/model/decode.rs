@@ -10,7 +10,7 @@
 //!
 //! The prefill before the steps (many tokens at once) is `prefill.rs`, which writes this
 //! cache; the arithmetic of a step (LayerNorm, softmax, GELU) is the training kernels' own
-//! ([`ops::moments`], [`ops::softmax_in_place`], [`ops::gelu_value`]).
+//! ([`ops::moments`], [`row_math::softmax_in_place`], [`ops::gelu_value`]).
 //!
 //! The steps read their matrices as 8-bit integers with a scale per row by default
 //! ([`StepPrecision`]): a step at batch 1 is bound by reading the 13 MB of f32 weights from
@@ -20,7 +20,7 @@
 //! 0.01 nats/token the speed issue allows (`continuo eval --step-precisions`: +0.0002 for
 //! i8, figures in BENCHMARKS.md). The prefill keeps f32: it is bound by arithmetic, not bytes.
 
-use super::{ops, smeared_keys};
+use super::{ops, row_math, smeared_keys};
 use candle_core::Result;
 use half::f16;
 
@@ -318,7 +318,7 @@ fn attend(
             for (o, kr) in sc.iter_mut().zip(k.chunks_exact(s.head_dim)) {
                 *o = dot(q, kr) * scale;
             }
-            ops::softmax_in_place(sc);
+            row_math::softmax_in_place(sc);
             let y = &mut out_row[head];
             y.fill(0.0);
             let v = &values[slot..slot + (s.pos + 1) * s.head_dim];
@@ -445,7 +445,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: the CPU has AVX2 and FMA (checked just above; the check is cached).
         return unsafe { simd::dot_avx2(a, b) };
     }
-    ops::dot(a, b)
+    row_math::dot(a, b)
 }
 
 /// `y += a · x`.
@@ -687,7 +687,7 @@ mod tests {
                 (dot(&a, &b) - want).abs() <= 1e-4 * (1.0 + want.abs()),
                 "dot {n}"
             );
-            assert!((ops::dot(&a, &b) - want).abs() <= 1e-4 * (1.0 + want.abs()));
+            assert!((row_math::dot(&a, &b) - want).abs() <= 1e-4 * (1.0 + want.abs()));
             // f16 rounding moves a sum by little (the f16 products: their own test).
             let a16: Vec<f16> = a.iter().map(|&v| f16::from_f32(v)).collect();
             let want16: f32 = a16.iter().zip(&b).map(|(x, y)| x.to_f32() * y).sum();

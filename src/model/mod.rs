@@ -10,6 +10,7 @@ pub mod lstm;
 mod matmul;
 pub mod ops;
 mod prefill;
+mod row_math;
 pub mod sampler;
 mod smeared_keys;
 pub mod transformer;

@@ -6,10 +6,7 @@ use crate::music::Note;
 use crate::note_runs::note_runs;
 use std::collections::HashSet;
 
-/// Consecutive notes that count as a copy (the model issue's definition).
-pub const COPY_RUN: usize = 8;
-/// A longer run, which stock phrases of a style rarely fill: a copied tune rather than an idiom.
-pub const LONG_COPY_RUN: usize = 16;
+pub use crate::note_runs::{COPY_RUN, LONG_COPY_RUN};
 
 /// Every run of [`COPY_RUN`] and of [`LONG_COPY_RUN`] consecutive notes of the training pieces
 /// (their merged notes and each part).

@@ -1,10 +1,10 @@
 //! A training corpus: every `.mid` under a folder, parsed, tokenized and split by file, with
 //! near-duplicate files kept on the same side of the split.
 
-use super::copy::COPY_RUN;
 use crate::midi_file::read_midi;
 use crate::music::{Phrase, TextureBins};
 use crate::note_runs::note_runs;
+use crate::note_runs::COPY_RUN;
 use crate::tokens::{
     bar_pitches, repeat_after_only, InfillSides, Token, Vocab, MAX_FILL_BARS, PREFIX_LEN,
 };
