@@ -5,7 +5,7 @@
 //! Off the CPU (CUDA, Metal) the compositions are used.
 
 use super::attention;
-use super::row_math::{fast_exp, softmax_in_place, visible_keys};
+use super::row_math::{fast_exp, fast_tanh, softmax_in_place, visible_keys};
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D,
 };
@@ -391,33 +391,6 @@ pub(crate) fn gelu_slope(v: f32) -> f32 {
     0.5 * (1.0 + t) + 0.5 * v * dt
 }
 
-/// tanh as a clamped rational function (the 13/6 approximation Eigen and XNNPACK use),
-/// within a few float ulps of `f32::tanh` on the whole line. glibc's `tanhf` goes through
-/// `expm1f` one element at a time (16 % of a training step in perf); this compiles to a
-/// branch-free loop the compiler vectorises.
-#[inline(always)]
-pub fn fast_tanh(x: f32) -> f32 {
-    const CLAMP: f32 = 7.905_311;
-    const A: [f32; 7] = [
-        4.893_524_6e-3,
-        6.372_619_3e-4,
-        1.485_722_4e-5,
-        5.122_297e-8,
-        -8.604_672e-11,
-        2.000_188e-13,
-        -2.760_768_5e-16,
-    ];
-    const B: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347_1e-4, 1.198_258_4e-6];
-    // Plain multiply-adds, not `mul_add`: without the FMA target feature that is a libm call.
-    let x = x.clamp(-CLAMP, CLAMP);
-    let x2 = x * x;
-    let p = ((((((A[6] * x2 + A[5]) * x2 + A[4]) * x2 + A[3]) * x2 + A[2]) * x2 + A[1]) * x2
-        + A[0])
-        * x;
-    let q = ((B[3] * x2 + B[2]) * x2 + B[1]) * x2 + B[0];
-    p / q
-}
-
 /// GELU (tanh approximation, as candle's `gelu`) in one pass, with a one-pass backward.
 struct Gelu;
 
@@ -659,22 +632,5 @@ pub fn weighted_cross_entropy(
         let w = Tensor::from_slice(weights, weights.len(), logits.device())?;
         let sum: f32 = weights.iter().sum();
         (picked * w)?.sum_all()?.affine(-1.0 / sum as f64, 0.0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fast_tanh_is_within_a_millionth_of_tanh() {
-        let mut worst = 0f32;
-        for i in -200_000..=200_000 {
-            let x = i as f32 * 1e-4;
-            worst = worst.max((fast_tanh(x) - x.tanh()).abs());
-        }
-        assert!(worst < 1e-6, "max abs error {worst}");
-        assert_eq!(fast_tanh(0.0), 0.0);
-        assert!(fast_tanh(1e3) <= 1.0 && fast_tanh(-1e3) >= -1.0);
     }
 }
