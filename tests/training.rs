@@ -154,6 +154,24 @@ fn resume_continues_from_the_checkpoint_step() {
 }
 
 #[test]
+fn the_same_seed_trains_the_same_weights_and_another_seed_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = |name: &str, seed: u64| {
+        let out = dir.path().join(name);
+        let mut opts = common::train_options(&out, common::tiny_transformer(), 6);
+        opts.seed = seed;
+        train(&opts, &Device::Cpu).unwrap();
+        std::fs::read(out.join("model.safetensors")).unwrap()
+    };
+    let a = weights("a", 1);
+    assert!(
+        a == weights("b", 1),
+        "one command trained two different models"
+    );
+    assert!(a != weights("c", 2), "--seed changed nothing");
+}
+
+#[test]
 fn training_from_a_model_folder_starts_from_its_weights() {
     let base = common::tiny_model_dir();
     let dir = tempfile::tempdir().unwrap();

@@ -124,34 +124,44 @@ pub(crate) fn layer_norm_backward_rows(
     dx: &mut [f32],
 ) -> (Vec<f32>, Vec<f32>) {
     let d = w.len();
-    // Per-task partial sums of dw and db, reduced afterwards (rows run in parallel).
-    let zeros = || (vec![0f32; d], vec![0f32; d]);
-    dx.par_chunks_mut(d)
-        .zip(x.par_chunks(d))
-        .zip(g.par_chunks(d))
-        .fold(zeros, |(mut dw, mut db), ((dxr, xr), gr)| {
-            let (mean, rstd) = moments(xr);
-            let (mut sum_gw, mut sum_gw_xhat) = (0f32, 0f32);
-            for i in 0..d {
-                let xhat = (xr[i] - mean) * rstd;
-                let gw = gr[i] * w[i];
-                sum_gw += gw;
-                sum_gw_xhat += gw * xhat;
-                dw[i] += gr[i] * xhat;
-                db[i] += gr[i];
-            }
-            let (m1, m2) = (sum_gw / d as f32, sum_gw_xhat / d as f32);
-            for i in 0..d {
-                let xhat = (xr[i] - mean) * rstd;
-                dxr[i] += rstd * (gr[i] * w[i] - m1 - xhat * m2);
+    // Partial sums of dw and db per block of 64 rows, added in block order afterwards: the same
+    // sums in the same order on every run (rayon's fold splits where its threads steal, and a
+    // float sum in another order is another number, so training was not reproducible).
+    let rows = 64 * d.max(1);
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(rows)
+        .zip(x.par_chunks(rows))
+        .zip(g.par_chunks(rows))
+        .map(|((dx, x), g)| {
+            let (mut dw, mut db) = (vec![0f32; d], vec![0f32; d]);
+            for ((dxr, xr), gr) in dx.chunks_mut(d).zip(x.chunks(d)).zip(g.chunks(d)) {
+                let (mean, rstd) = moments(xr);
+                let (mut sum_gw, mut sum_gw_xhat) = (0f32, 0f32);
+                for i in 0..d {
+                    let xhat = (xr[i] - mean) * rstd;
+                    let gw = gr[i] * w[i];
+                    sum_gw += gw;
+                    sum_gw_xhat += gw * xhat;
+                    dw[i] += gr[i] * xhat;
+                    db[i] += gr[i];
+                }
+                let (m1, m2) = (sum_gw / d as f32, sum_gw_xhat / d as f32);
+                for i in 0..d {
+                    let xhat = (xr[i] - mean) * rstd;
+                    dxr[i] += rstd * (gr[i] * w[i] - m1 - xhat * m2);
+                }
             }
             (dw, db)
         })
-        .reduce(zeros, |(mut aw, mut ab), (bw, bb)| {
+        .collect();
+    partials.into_iter().fold(
+        (vec![0f32; d], vec![0f32; d]),
+        |(mut aw, mut ab), (bw, bb)| {
             add_into(&mut aw, &bw);
             add_into(&mut ab, &bb);
             (aw, ab)
-        })
+        },
+    )
 }
 
 fn add_into(acc: &mut [f32], v: &[f32]) {
@@ -159,23 +169,21 @@ fn add_into(acc: &mut [f32], v: &[f32]) {
 }
 
 /// The sums of the columns of `g` (rows of `d`): a bias's gradient. Rows in parallel blocks
-/// of 64, the partial sums added afterwards.
+/// of 64, the blocks' partial sums added in block order (the same number on every run, as in
+/// [`layer_norm_backward_rows`]).
 pub(crate) fn column_sums(g: &[f32], d: usize) -> Vec<f32> {
-    g.par_chunks(d * 64)
-        .fold(
-            || vec![0f32; d],
-            |mut acc, rows| {
-                rows.chunks(d).for_each(|r| add_into(&mut acc, r));
-                acc
-            },
-        )
-        .reduce(
-            || vec![0f32; d],
-            |mut a, b| {
-                add_into(&mut a, &b);
-                a
-            },
-        )
+    let partials: Vec<Vec<f32>> = g
+        .par_chunks(d.max(1) * 64)
+        .map(|rows| {
+            let mut acc = vec![0f32; d];
+            rows.chunks(d).for_each(|r| add_into(&mut acc, r));
+            acc
+        })
+        .collect();
+    partials.iter().fold(vec![0f32; d], |mut a, b| {
+        add_into(&mut a, b);
+        a
+    })
 }
 
 /// LayerNorm over the last dimension; differentiable.
@@ -544,7 +552,8 @@ impl CustomOp2 for CrossEntropy {
         };
         let v = logits.len() / targets.len();
         let scales = self.row_scales(targets.len());
-        let total: f64 = logits
+        // Each row's loss in parallel, added in row order: the same total on every run.
+        let per_row: Vec<f64> = logits
             .par_chunks(v)
             .zip(targets.par_iter())
             .zip(scales.par_iter())
@@ -553,7 +562,8 @@ impl CustomOp2 for CrossEntropy {
                 let lse = row.iter().map(|&x| fast_exp(x - max)).sum::<f32>().ln() + max;
                 ((lse - row[t as usize]) * scale) as f64
             })
-            .sum();
+            .collect();
+        let total: f64 = per_row.iter().sum();
         Ok((CpuStorage::F32(vec![total as f32]), Shape::from(())))
     }
 

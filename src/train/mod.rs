@@ -8,6 +8,7 @@ pub mod eval;
 pub mod in_kind_eval;
 pub mod infill_eval;
 pub mod optim;
+pub mod seeded_init;
 pub mod trainer;
 pub mod warm_start;
 

@@ -10,7 +10,7 @@ use crate::model::files::{save_model, ModelCard, VocabStamp};
 use crate::model::{Architecture, Model};
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarMap;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -160,7 +160,7 @@ pub fn train_on(corpus: &Corpus, opts: &TrainOptions, device: &Device) -> Result
         anyhow::bail!("give --steps or --minutes (or both) so that training knows when to stop");
     }
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let vb = super::seeded_init::seeded_var_builder(&varmap, opts.seed, DType::F32, device);
     let model = Model::new(&opts.architecture, vb)?;
     let mut optimizer = AdamW::for_varmap(&varmap, opts.weight_decay)?;
 
