@@ -282,5 +282,15 @@ fn gap_nll_within_the_grammar_is_never_above_the_whole_vocabulary_and_kinds_add_
         assert!((p - g.prefix_only_per_note).abs() < 1e-3, "{g:?}");
         assert!((n - g.no_bars_after_per_note).abs() < 1e-3, "{g:?}");
         assert!(g.by_kind.contains_key("gap end") && g.by_kind.contains_key("pitch"));
+        // Each gap's first pitch is one of its pitches: its nats are a part of theirs.
+        let pitch = g.by_kind["pitch"];
+        let (gaps, notes) = (g.gaps as f64, g.notes as f64);
+        for (first, all) in [
+            (g.first_pitch.0, pitch.0),
+            (g.first_pitch.1, pitch.1),
+            (g.first_pitch.2, pitch.2),
+        ] {
+            assert!(first > 0.0 && first * gaps <= all * notes + 1e-6, "{g:?}");
+        }
     }
 }

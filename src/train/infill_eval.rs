@@ -181,6 +181,10 @@ pub struct GapNll {
     /// Gaps only the bars before can tell ([`RepeatSide::BeforeOnly`]): how well the model
     /// copies at all, from where continuation taught it to.
     pub repeats_before_only: RepeatPitch,
+    /// Nats of the gap's first pitch, per gap, three ways: where the infill form is furthest
+    /// from the bars before it (`Middle` comes after the bars after), so what the layout
+    /// costs shows here first.
+    pub first_pitch: (f64, f64, f64),
 }
 
 /// The negative log-likelihood of each of the last `scored` tokens of `seq`: as the model
@@ -257,6 +261,7 @@ pub fn gap_nll(
     let mut by_kind: BTreeMap<&'static str, (f64, f64, f64)> = BTreeMap::new();
     // Per side a tune is repeated on: gaps, notes, pitch nats three ways.
     let mut repeats = [(0, 0, (0.0, 0.0, 0.0)); 2];
+    let mut first_pitch = (0.0, 0.0, 0.0);
     let side = |r: RepeatSide| match r {
         RepeatSide::AfterOnly => Some(0),
         RepeatSide::BeforeOnly => Some(1),
@@ -271,6 +276,11 @@ pub fn gap_nll(
         prefix_in += p_in.iter().sum::<f64>();
         alone_in += a_in.iter().sum::<f64>();
         let kinds = scored_kinds(&c.both_sides, c.scored);
+        if let Some(i) = scored_kinds(&c.both_sides, c.scored).position(|k| k == "pitch") {
+            first_pitch.0 += b[i];
+            first_pitch.1 += p[i];
+            first_pitch.2 += a[i];
+        }
         for (((kind, b), p), a) in kinds.zip(&b).zip(&p).zip(&a) {
             let e = by_kind.entry(kind).or_default();
             e.0 += b;
@@ -320,6 +330,11 @@ pub fn gap_nll(
         by_kind,
         repeats_after_only: repeat_pitch(repeats[0]),
         repeats_before_only: repeat_pitch(repeats[1]),
+        first_pitch: (
+            per(first_pitch.0, cases.len()),
+            per(first_pitch.1, cases.len()),
+            per(first_pitch.2, cases.len()),
+        ),
     })
 }
 

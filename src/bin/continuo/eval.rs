@@ -493,6 +493,8 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
             "  nats per note by kind, both sides / before only / infill form with no bar after: {}",
             kinds.join(", ")
         );
+        let (b, p, a) = g.first_pitch;
+        println!("  the gap's first pitch, nats per gap: {b:.3} / {p:.3} / {a:.3}");
         for (r, told) in [
             (g.repeats_after_only, "a bar after them and no bar before"),
             (g.repeats_before_only, "a bar before them and no bar after"),
