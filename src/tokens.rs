@@ -23,7 +23,14 @@
 //! bars between) FillEnd`. The suffix's bars are numbered after the gap of `n` bars, the
 //! middle's from the gap's first bar, so every note decodes to its place on one timeline.
 //! A v3 model reads every v4 sequence without markers: it loads and continues as before,
-//! and only infilling is refused ([`Vocab::can_infill`]).
+//! and only infilling is refused ([`Vocab::infill_layout`]).
+//!
+//! Version 5 appends one marker, `Before`, for the suffix-first layout ([`InfillLayout`]):
+//! `prefix BOS Meter Suffix(n) Bar … (bars after) Before Bar … (bars before) Middle Bar …
+//! (the gap) FillEnd`, so the gap follows the bar before it, as a continuation does. In the
+//! prefix-first order of v4 the bars after stood between the last note before the gap and its
+//! first note, and that note cost 0.6 nats more than with the bars before alone (BENCHMARKS.md,
+//! session 18). A v4 model still loads and fills in its own order.
 
 use crate::music::key::key_from_histogram;
 use crate::music::texture::{DENSITY_BINS, POLYPHONY_BINS, REGISTER_BINS};
@@ -44,13 +51,15 @@ pub const DURATION_TICKS: [u32; 27] = [
     144, 192,
 ];
 /// Bump when the meaning of any id changes; models record it and are refused on mismatch.
-pub const VOCAB_VERSION: u32 = 4;
+pub const VOCAB_VERSION: u32 = 5;
 /// Tokens before `BOS`: key, polyphony, density, register.
 pub const PREFIX_LEN: usize = 4;
 /// The vocabulary size of version 2, whose ids are the first ids of version 3.
 pub const V2_VOCAB_SIZE: usize = ANY_KEY as usize + 1;
 /// The vocabulary size of version 3, whose ids are the first ids of version 4.
 pub const V3_VOCAB_SIZE: usize = ANY_REGISTER as usize + 1;
+/// The vocabulary size of version 4, whose ids are the first ids of version 5.
+pub const V4_VOCAB_SIZE: usize = FILL_END as usize + 1;
 /// Most bars one infill fills (the `Suffix(n)` tokens).
 pub const MAX_FILL_BARS: u8 = 8;
 
@@ -89,6 +98,8 @@ pub enum Token {
     Middle,
     /// Fill-in-the-middle: the gap is filled.
     FillEnd,
+    /// Fill-in-the-middle, suffix first: the bars before the gap follow (then `Middle`).
+    Before,
 }
 
 impl Token {
@@ -109,7 +120,7 @@ impl Token {
             | Token::AnyDensity
             | Token::Register(_)
             | Token::AnyRegister => "texture prefix",
-            Token::Suffix(_) | Token::Middle | Token::FillEnd => "infill marker",
+            Token::Suffix(_) | Token::Middle | Token::FillEnd | Token::Before => "infill marker",
         }
     }
 }
@@ -134,7 +145,8 @@ const ANY_REGISTER: u32 = REGISTER0 + REGISTER_BINS as u32;
 const SUFFIX1: u32 = ANY_REGISTER + 1;
 const MIDDLE: u32 = SUFFIX1 + MAX_FILL_BARS as u32;
 const FILL_END: u32 = MIDDLE + 1;
-const VOCAB_SIZE: u32 = FILL_END + 1;
+const BEFORE: u32 = FILL_END + 1;
+const VOCAB_SIZE: u32 = BEFORE + 1;
 
 /// The vocabulary: token ⇄ id, its size, version and a hash of its layout.
 #[derive(Debug, Clone, Copy, Default)]
@@ -159,10 +171,22 @@ impl Vocab {
         Self::hash_of_first(V3_VOCAB_SIZE)
     }
 
-    /// Whether a model whose output has `model_vocab_size` rows knows the infill markers
-    /// (a v3 model continues with this vocabulary but cannot fill a gap).
-    pub fn can_infill(&self, model_vocab_size: usize) -> bool {
-        model_vocab_size > FILL_END as usize
+    /// The hash of version 4's layout: the first [`V4_VOCAB_SIZE`] ids, which v5 keeps.
+    pub fn v4_hash(&self) -> String {
+        Self::hash_of_first(V4_VOCAB_SIZE)
+    }
+
+    /// The order in which a model whose output has `model_vocab_size` rows reads a gap's
+    /// sides: suffix first if it knows `Before` (v5), prefix first if it knows only the
+    /// v4 markers, none for a v3 model (it continues with this vocabulary but cannot fill).
+    pub fn infill_layout(&self, model_vocab_size: usize) -> Option<InfillLayout> {
+        if model_vocab_size > BEFORE as usize {
+            Some(InfillLayout::SuffixFirst)
+        } else if model_vocab_size > FILL_END as usize {
+            Some(InfillLayout::PrefixFirst)
+        } else {
+            None
+        }
     }
 
     fn hash_of_first(n: usize) -> String {
@@ -199,6 +223,7 @@ impl Vocab {
             Token::Suffix(n) => SUFFIX1 + (n.clamp(1, MAX_FILL_BARS) as u32 - 1),
             Token::Middle => MIDDLE,
             Token::FillEnd => FILL_END,
+            Token::Before => BEFORE,
         }
     }
 
@@ -224,6 +249,7 @@ impl Vocab {
             i if i < MIDDLE => Token::Suffix((i - SUFFIX1 + 1) as u8),
             MIDDLE => Token::Middle,
             FILL_END => Token::FillEnd,
+            BEFORE => Token::Before,
             _ => return None,
         })
     }
@@ -422,11 +448,42 @@ pub fn repeat_after_only(
     })
 }
 
-/// The two sides of a gap of whole bars, as the model reads them before it fills the gap:
-/// `before Suffix(bars) after Middle`. Training appends the gap's own bars and `FillEnd`;
-/// generation samples them. `after` holds whole bars (it starts on a `Bar`) or nothing.
+/// The order in which a model reads the two sides of a gap before it fills it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InfillLayout {
+    /// Vocabulary v4: `head before Suffix(n) after Middle`.
+    PrefixFirst,
+    /// Vocabulary v5: `head Suffix(n) after Before before Middle`; the gap then follows
+    /// the bar before it, as a continuation does. What training writes now.
+    SuffixFirst,
+}
+
+impl InfillLayout {
+    /// The layout this vocabulary trains.
+    pub fn current() -> Self {
+        Vocab
+            .infill_layout(Vocab.size())
+            .expect("this vocabulary has the infill markers")
+    }
+
+    /// Markers an infill sequence holds: `Suffix(n)`, `Middle`, `FillEnd`, and suffix
+    /// first `Before`.
+    pub fn markers(self) -> usize {
+        match self {
+            InfillLayout::PrefixFirst => 3,
+            InfillLayout::SuffixFirst => 4,
+        }
+    }
+}
+
+/// The two sides of a gap of whole bars, as the model reads them before it fills the gap
+/// ([`InfillLayout`]). Training appends the gap's own bars and `FillEnd`; generation samples
+/// them. `head` is what comes before the first bar the sides keep (`BOS Meter`, or the end
+/// of another piece in a training window); `before` and `after` hold whole bars (each starts
+/// on a `Bar`) or nothing.
 #[derive(Debug, Clone, Copy)]
 pub struct InfillSides<'a> {
+    pub head: &'a [u32],
     pub before: &'a [u32],
     pub after: &'a [u32],
     /// Bars in the gap, 1..=[`MAX_FILL_BARS`].
@@ -434,19 +491,32 @@ pub struct InfillSides<'a> {
 }
 
 impl InfillSides<'_> {
-    /// `before Suffix(bars) after Middle`.
-    pub fn prompt(&self) -> Vec<u32> {
-        let mut ids = Vec::with_capacity(self.before.len() + self.after.len() + 2);
-        ids.extend_from_slice(self.before);
-        ids.push(Vocab.id(Token::Suffix(self.bars)));
-        ids.extend_from_slice(self.after);
+    /// Everything up to and including `Middle`, in `layout`'s order.
+    pub fn prompt(&self, layout: InfillLayout) -> Vec<u32> {
+        let suffix = Vocab.id(Token::Suffix(self.bars));
+        let mut ids =
+            Vec::with_capacity(self.head.len() + self.before.len() + self.after.len() + 3);
+        ids.extend_from_slice(self.head);
+        match layout {
+            InfillLayout::PrefixFirst => {
+                ids.extend_from_slice(self.before);
+                ids.push(suffix);
+                ids.extend_from_slice(self.after);
+            }
+            InfillLayout::SuffixFirst => {
+                ids.push(suffix);
+                ids.extend_from_slice(self.after);
+                ids.push(BEFORE);
+                ids.extend_from_slice(self.before);
+            }
+        }
         ids.push(MIDDLE);
         ids
     }
 
     /// The whole infill sequence: the prompt, the gap's bars, `FillEnd`.
-    pub fn with_middle(&self, middle: &[u32]) -> Vec<u32> {
-        let mut ids = self.prompt();
+    pub fn with_middle(&self, layout: InfillLayout, middle: &[u32]) -> Vec<u32> {
+        let mut ids = self.prompt(layout);
         ids.extend_from_slice(middle);
         ids.push(FILL_END);
         ids
@@ -486,6 +556,9 @@ impl Decoder {
                 self.velocity = Some(v);
                 None
             }
+            // The bars after a gap are given, not made, and in the suffix-first order their
+            // place is told only later (by how many bars come before): no notes from them.
+            Token::Duration(_) if self.grammar.in_suffix() => None,
             Token::Duration(d) => {
                 let (pitch, v) = (self.pitch?, self.velocity?);
                 let g = &self.grammar;
@@ -591,6 +664,8 @@ enum Stage {
     AfterSuffix,
     /// After `Middle`: the gap's first bar line.
     AfterMiddle,
+    /// After `Before`: the first bar line before the gap, or `Middle` at once (a gap at the start).
+    AfterBefore,
     Ended,
 }
 
@@ -599,8 +674,11 @@ enum Stage {
 enum Section {
     /// Plain continuation, or the bars before a gap.
     Before,
-    /// The bars after a gap of `bars` bars that starts at bar `gap_start`.
+    /// The bars after a gap of `bars` bars that starts at bar `gap_start` (in the suffix-first
+    /// order, where nothing comes before them, a place to be told by the bars before).
     Suffix { bars: u8, gap_start: i64 },
+    /// Suffix first: the bars before a gap of `bars` bars, numbered from 0.
+    BeforeGap { bars: u8 },
     /// Filling that gap: `opened` of its `bars` bars so far.
     Middle { bars: u8, opened: u8 },
 }
@@ -662,12 +740,19 @@ impl Grammar {
         matches!(self.section, Section::Middle { .. }) && self.stage != Stage::Ended
     }
 
+    /// Whether the sequence is reading the bars after a gap (after `Suffix(n)`).
+    pub fn in_suffix(&self) -> bool {
+        matches!(self.section, Section::Suffix { .. })
+    }
+
     /// Where a bar line may come: it may close the music (`EOS`), open a gap's suffix
-    /// (`Suffix(n)`, once), or start the middle after the suffix.
+    /// (`Suffix(n)`, once), end the suffix (`Middle` in the prefix-first order, `Before` in
+    /// the suffix-first one), or start the middle after the bars before.
     fn allows_at_bar_line(&self, id: u32) -> bool {
         match self.section {
             Section::Before => id == BAR || id == EOS || (SUFFIX1..MIDDLE).contains(&id),
-            Section::Suffix { .. } => id == BAR || id == MIDDLE,
+            Section::Suffix { .. } => id == BAR || id == MIDDLE || id == BEFORE,
+            Section::BeforeGap { .. } => id == BAR || id == MIDDLE,
             Section::Middle { bars, opened } => {
                 (id == BAR && opened < bars) || (id == FILL_END && opened == bars)
             }
@@ -690,7 +775,8 @@ impl Grammar {
             Stage::AfterMeter => {
                 id == BAR || (self.section == Section::Before && (SUFFIX1..MIDDLE).contains(&id))
             }
-            Stage::AfterSuffix => id == BAR || id == MIDDLE,
+            Stage::AfterSuffix => id == BAR || id == MIDDLE || id == BEFORE,
+            Stage::AfterBefore => id == BAR || id == MIDDLE,
             Stage::AfterMiddle => id == BAR,
             Stage::BarOpen => {
                 self.allows_at_bar_line(id) || (POSITION0..POSITION0 + self.bar_ticks).contains(&id)
@@ -744,11 +830,25 @@ impl Grammar {
                 self.stage = Stage::AfterSuffix;
             }
             MIDDLE => {
-                if let Section::Suffix { bars, gap_start } = self.section {
-                    self.section = Section::Middle { bars, opened: 0 };
-                    self.bars = gap_start - 1;
+                match self.section {
+                    Section::Suffix { bars, gap_start } => {
+                        self.section = Section::Middle { bars, opened: 0 };
+                        self.bars = gap_start - 1;
+                    }
+                    // The gap's bars follow the bars before it.
+                    Section::BeforeGap { bars } => {
+                        self.section = Section::Middle { bars, opened: 0 }
+                    }
+                    _ => {}
                 }
                 self.stage = Stage::AfterMiddle;
+            }
+            BEFORE => {
+                if let Section::Suffix { bars, .. } = self.section {
+                    self.section = Section::BeforeGap { bars };
+                    self.bars = -1;
+                }
+                self.stage = Stage::AfterBefore;
             }
             i if i < POSITION0 => {
                 self.bar_ticks = (i - METER0 + 1) * TICKS_PER_BEAT / 2;
@@ -1000,13 +1100,23 @@ mod tests {
         assert_eq!(V3_VOCAB_SIZE, 325);
         assert_eq!(v.id(Token::AnyRegister) as usize, V3_VOCAB_SIZE - 1);
         assert_eq!(v.id(Token::Suffix(1)) as usize, V3_VOCAB_SIZE);
-        assert_eq!(v.size(), V3_VOCAB_SIZE + MAX_FILL_BARS as usize + 2);
-        // The hash the shipped v3 model's config.json records.
+        assert_eq!(V4_VOCAB_SIZE, V3_VOCAB_SIZE + MAX_FILL_BARS as usize + 2);
+        assert_eq!(v.id(Token::Before) as usize, V4_VOCAB_SIZE);
+        assert_eq!(v.size(), V4_VOCAB_SIZE + 1);
+        // The hashes the shipped v3 and v4 models' config.json record.
         assert_eq!(v.v3_hash(), "0ad7d660bd9215ec");
-        assert_ne!(v.hash(), v.v3_hash());
-        assert!(!v.can_infill(V3_VOCAB_SIZE));
-        assert!(v.can_infill(v.size()));
+        assert_eq!(v.v4_hash(), "008224b6a4794da2");
+        assert_ne!(v.hash(), v.v4_hash());
+        assert_eq!(v.infill_layout(V3_VOCAB_SIZE), None);
+        assert_eq!(
+            v.infill_layout(V4_VOCAB_SIZE),
+            Some(InfillLayout::PrefixFirst)
+        );
+        assert_eq!(v.infill_layout(v.size()), Some(InfillLayout::SuffixFirst));
+        assert_eq!(InfillLayout::current(), InfillLayout::SuffixFirst);
     }
+
+    const LAYOUTS: [InfillLayout; 2] = [InfillLayout::PrefixFirst, InfillLayout::SuffixFirst];
 
     /// `BOS 4/4`, then bars of one quarter note each at `pitches`.
     fn bars_of(pitches: &[u8]) -> (Vec<u32>, Vec<Vec<u32>>) {
@@ -1030,20 +1140,30 @@ mod tests {
     #[test]
     fn an_infill_sequence_decodes_every_note_to_its_own_bar() {
         let (head, bars) = bars_of(&[60, 62, 64, 65, 67]);
-        let before = [head.clone(), bars[0].clone(), bars[1].clone()].concat();
+        let before = [bars[0].clone(), bars[1].clone()].concat();
         let after = [bars[4].clone()].concat();
         let middle = [bars[2].clone(), bars[3].clone()].concat();
         let sides = InfillSides {
+            head: &head,
             before: &before,
             after: &after,
             bars: 2,
         };
-        let ids = sides.with_middle(&middle);
-        assert!(Grammar::accepts(&ids));
+        // The bars after the gap are given, not decoded: the rest lands where it plays.
+        let plain = [head.clone(), bars[..4].concat()].concat();
+        for layout in LAYOUTS {
+            let ids = sides.with_middle(layout, &middle);
+            assert!(Grammar::accepts(&ids), "{layout:?}");
+            assert_eq!(Vocab.decode(&ids), Vocab.decode(&plain), "{layout:?}");
+            let starts: Vec<f64> = Vocab.decode(&ids).notes.iter().map(|n| n.start).collect();
+            assert_eq!(starts, vec![1.0, 5.0, 9.0, 13.0], "{layout:?}");
+        }
+        // Suffix first, the gap follows the bar before it.
+        let ids = sides.with_middle(InfillLayout::SuffixFirst, &middle);
+        let at = |id: u32| ids.iter().position(|&x| x == id).unwrap();
+        assert!(at(Vocab.id(Token::Suffix(2))) < at(BEFORE));
+        assert_eq!(&ids[at(MIDDLE) - bars[1].len()..at(MIDDLE)], &bars[1][..]);
         let plain = [head, bars.concat()].concat();
-        assert_eq!(Vocab.decode(&ids), Vocab.decode(&plain));
-        let starts: Vec<f64> = Vocab.decode(&ids).notes.iter().map(|n| n.start).collect();
-        assert_eq!(starts, vec![1.0, 5.0, 9.0, 13.0, 17.0]);
         // split_bars takes it apart again.
         let (h, b) = split_bars(&plain);
         assert_eq!(h.len(), 2);
@@ -1055,43 +1175,45 @@ mod tests {
     fn the_middle_holds_exactly_the_gaps_bars_and_no_end() {
         let v = Vocab;
         let (head, bars) = bars_of(&[60, 62, 64]);
-        let before = [head.clone(), bars[0].clone()].concat();
-        let sides = InfillSides {
-            before: &before,
-            after: &bars[2],
-            bars: 1,
-        };
-        let mut g = Grammar::new();
-        sides.prompt().iter().for_each(|&id| g.advance(id));
-        assert!(!g.in_middle() || g.allows(BAR));
-        assert!(g.allows(BAR) && !g.allows(FILL_END) && !g.allows(EOS));
-        g.advance(BAR);
-        assert!(g.in_middle());
-        assert_eq!(g.bar_index(), 1);
-        // Inside the gap's one bar: no second bar line, no EOS; FillEnd closes it.
-        assert!(!g.allows(BAR) && !g.allows(EOS) && g.allows(FILL_END));
-        for &id in &bars[1][1..] {
-            g.advance(id);
+        for layout in LAYOUTS {
+            let sides = InfillSides {
+                head: &head,
+                before: &bars[0],
+                after: &bars[2],
+                bars: 1,
+            };
+            let mut g = Grammar::new();
+            sides.prompt(layout).iter().for_each(|&id| g.advance(id));
+            assert!(g.allows(BAR) && !g.allows(FILL_END) && !g.allows(EOS));
+            g.advance(BAR);
+            assert!(g.in_middle());
+            assert_eq!(g.bar_index(), 1);
+            // Inside the gap's one bar: no second bar line, no EOS; FillEnd closes it.
+            assert!(!g.allows(BAR) && !g.allows(EOS) && g.allows(FILL_END));
+            for &id in &bars[1][1..] {
+                g.advance(id);
+            }
+            assert!(!g.allows(BAR) && !g.allows(EOS) && g.allows(FILL_END));
+            assert!(!g.allows(v.id(Token::Suffix(1))) && !g.allows(BEFORE));
+            g.advance(FILL_END);
+            assert!(g.ended());
+            // A gap at the very start (nothing before it) and one at the end (nothing after).
+            let at_start = InfillSides {
+                before: &[],
+                after: &bars[1],
+                ..sides
+            };
+            assert!(Grammar::accepts(&at_start.with_middle(layout, &bars[0])));
+            let at_end = InfillSides {
+                before: &[bars[0].clone(), bars[1].clone()].concat(),
+                after: &[],
+                ..sides
+            };
+            assert!(Grammar::accepts(&at_end.with_middle(layout, &bars[2])));
         }
-        assert!(!g.allows(BAR) && !g.allows(EOS) && g.allows(FILL_END));
-        assert!(!g.allows(v.id(Token::Suffix(1))));
-        g.advance(FILL_END);
-        assert!(g.ended());
-        // A gap at the very start (nothing before it) and one at the end (nothing after).
-        let at_start = InfillSides {
-            before: &head,
-            after: &bars[1],
-            bars: 1,
-        };
-        assert!(Grammar::accepts(&at_start.with_middle(&bars[0])));
-        let at_end = InfillSides {
-            before: &[head.clone(), bars[0].clone(), bars[1].clone()].concat(),
-            after: &[],
-            bars: 1,
-        };
-        assert!(Grammar::accepts(&at_end.with_middle(&bars[2])));
         // Markers out of place are refused.
         assert!(!Grammar::accepts(&[BOS, MIDDLE]));
+        assert!(!Grammar::accepts(&[BOS, v.id(Token::Meter(8)), BEFORE]));
         assert!(!Grammar::accepts(&[
             BOS,
             v.id(Token::Meter(8)),

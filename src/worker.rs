@@ -228,7 +228,9 @@ impl WorkerState {
                     device: device_name(&device).to_string(),
                     guarded_runs: m.copy_guard.as_ref().map_or(0, |g| g.len()),
                     error: None,
-                    can_infill: crate::tokens::Vocab.can_infill(m.model.vocab_size()),
+                    can_infill: crate::tokens::Vocab
+                        .infill_layout(m.model.vocab_size())
+                        .is_some(),
                 };
                 self.model = Some(m);
                 s

@@ -256,7 +256,13 @@ fn gap_nll_within_the_grammar_is_never_above_the_whole_vocabulary_and_kinds_add_
         .collect();
     let piece = continuo::train::Piece::new("g.mid".into(), Phrase::new(notes, 4.0), vec![]);
     for bars in [1, 2] {
-        let cases = gap_cases(std::slice::from_ref(&piece), bars, 10, 128);
+        let cases = gap_cases(
+            std::slice::from_ref(&piece),
+            bars,
+            continuo::tokens::InfillLayout::current(),
+            10,
+            128,
+        );
         assert!(!cases.is_empty());
         let g = gap_nll(&m.model, &Device::Cpu, &cases, bars).unwrap();
         let finite = [

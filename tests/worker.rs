@@ -127,7 +127,10 @@ fn newest_idea_after(shared: &Shared, than: u64) -> continuo::shared::Idea {
 #[test]
 fn regenerating_a_bar_swaps_only_that_bar_into_the_playing_phrase_and_undo_puts_it_back() {
     let (shared, worker, ends) = spawn();
-    assert!(shared.view().model.can_infill, "a v4 model fills gaps");
+    assert!(
+        shared.view().model.can_infill,
+        "a model of vocabulary v4 or later fills gaps"
+    );
     let p = primer(&shared, 4);
     ends.requests.try_send(p).unwrap();
     collect_until_finished(&ends, p.id);

@@ -3,7 +3,7 @@
 
 use super::copy_guard::{CopyGuard, GUARD_FILE};
 use super::{Architecture, Model};
-use crate::tokens::{Vocab, V3_VOCAB_SIZE};
+use crate::tokens::{Vocab, V3_VOCAB_SIZE, V4_VOCAB_SIZE};
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,7 @@ impl VocabStamp {
     }
 
     /// Version 3, whose ids this version keeps: its models load and continue (they cannot
-    /// infill, [`Vocab::can_infill`]).
+    /// infill, [`Vocab::infill_layout`]).
     pub fn v3() -> Self {
         Self {
             version: 3,
@@ -41,10 +41,20 @@ impl VocabStamp {
         }
     }
 
+    /// Version 4, whose ids this version keeps: its models load, continue and fill a gap
+    /// in their own prefix-first order.
+    pub fn v4() -> Self {
+        Self {
+            version: 4,
+            hash: Vocab.v4_hash(),
+            size: V4_VOCAB_SIZE,
+        }
+    }
+
     /// Whether a model stamped `self` with an output of `model_vocab_size` rows reads this
     /// version's sequences.
     pub fn is_readable(&self, model_vocab_size: usize) -> bool {
-        [Self::current(), Self::v3()]
+        [Self::current(), Self::v4(), Self::v3()]
             .iter()
             .any(|known| self == known && model_vocab_size == known.size)
     }

@@ -154,18 +154,21 @@ pub(crate) fn layer_norm_backward_rows(
             (dw, db)
         })
         .collect();
-    partials.into_iter().fold(
-        (vec![0f32; d], vec![0f32; d]),
-        |(mut aw, mut ab), (bw, bb)| {
-            add_into(&mut aw, &bw);
-            add_into(&mut ab, &bb);
-            (aw, ab)
-        },
-    )
+    let (dw, db): (Vec<_>, Vec<_>) = partials.into_iter().unzip();
+    (sum_in_order(&dw, d), sum_in_order(&db, d))
 }
 
 fn add_into(acc: &mut [f32], v: &[f32]) {
     acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+}
+
+/// Blocks' partial sums (each `d` long) added in block order: the one order that makes a
+/// parallel sum the same number on every run.
+fn sum_in_order(partials: &[Vec<f32>], d: usize) -> Vec<f32> {
+    partials.iter().fold(vec![0f32; d], |mut a, b| {
+        add_into(&mut a, b);
+        a
+    })
 }
 
 /// The sums of the columns of `g` (rows of `d`): a bias's gradient. Rows in parallel blocks
@@ -180,10 +183,7 @@ pub(crate) fn column_sums(g: &[f32], d: usize) -> Vec<f32> {
             acc
         })
         .collect();
-    partials.iter().fold(vec![0f32; d], |mut a, b| {
-        add_into(&mut a, b);
-        a
-    })
+    sum_in_order(&partials, d)
 }
 
 /// LayerNorm over the last dimension; differentiable.

@@ -7,8 +7,8 @@ pub use crate::music::texture::Rhythm;
 use crate::music::texture::{TextureRequest, TextureTargets};
 use crate::music::{detect_key, Key, Note, Phrase};
 use crate::tokens::{
-    split_bars, Decoder, Grammar, InfillSides, Token, Vocab, MAX_BAR_TICKS, MAX_FILL_BARS,
-    PREFIX_LEN, TICKS_PER_BEAT,
+    split_bars, Decoder, Grammar, InfillLayout, InfillSides, Token, Vocab, MAX_BAR_TICKS,
+    MAX_FILL_BARS, PREFIX_LEN, TICKS_PER_BEAT,
 };
 use candle_core::{Device, Result, Tensor};
 use rand::{Rng, SeedableRng};
@@ -153,9 +153,9 @@ pub trait Scorer {
     fn step(&mut self, next: &[u32], fed: &[Vec<u32>]) -> Result<Vec<Vec<f32>>>;
     /// Longest context the scorer can read (the prompt is cut to half of it).
     fn max_context(&self) -> Option<usize>;
-    /// Whether it knows the fill-in-the-middle markers.
-    fn can_infill(&self) -> bool {
-        true
+    /// The order in which it reads a gap's sides, if it knows the fill-in-the-middle markers.
+    fn infill_layout(&self) -> Option<InfillLayout> {
+        Some(InfillLayout::current())
     }
 }
 
@@ -217,8 +217,8 @@ impl Scorer for ModelScorer<'_> {
         self.model.max_context()
     }
 
-    fn can_infill(&self) -> bool {
-        Vocab.can_infill(self.model.vocab_size())
+    fn infill_layout(&self) -> Option<InfillLayout> {
+        Vocab.infill_layout(self.model.vocab_size())
     }
 }
 
@@ -336,11 +336,11 @@ pub fn infill_with(
             .to_string(),
         ));
     }
-    if !scorer.can_infill() {
+    let Some(layout) = scorer.infill_layout() else {
         return Err(candle_core::Error::Msg(
             InfillError::ModelCannotInfill.to_string(),
         ));
-    }
+    };
     let bpb = crate::tokens::quantize(phrase).beats_per_bar;
     let (from, to) = (gap.start as f64 * bpb, gap.end as f64 * bpb);
     let around = Phrase::new(
@@ -352,7 +352,7 @@ pub fn infill_with(
             .collect(),
         phrase.beats_per_bar,
     );
-    let prompt = infill_prompt(&around, gap.clone(), opts, scorer.max_context());
+    let prompt = infill_prompt(&around, gap.clone(), layout, opts, scorer.max_context());
     let opts = GenerateOptions {
         bars,
         start_on_downbeat: false,
@@ -686,13 +686,14 @@ pub fn prompt_tokens(primer: &Phrase, opts: &GenerateOptions, max_ctx: Option<us
 /// Tokens the model is expected to spend per bar it fills: room kept in the context.
 const FILL_TOKENS_PER_BAR: usize = 48;
 
-/// The prefix, the bars before `gap` (from `BOS Meter`), `Suffix(n)`, the bars after it,
-/// `Middle` and the gap's first bar line ([`InfillSides`]). `around` holds no note in the
-/// gap. Bars far from the gap are left out, nearest kept first and alternately on either side,
-/// until the prompt and the room for the gap's bars fit the model's context.
+/// The prefix, then `BOS Meter`, the bars before `gap` and after it with their markers in
+/// `layout`'s order, and the gap's first bar line ([`InfillSides`]). `around` holds no note
+/// in the gap. Bars far from the gap are left out, nearest kept first and alternately on
+/// either side, until the prompt and the room for the gap's bars fit the model's context.
 pub fn infill_prompt(
     around: &Phrase,
     gap: std::ops::Range<u32>,
+    layout: InfillLayout,
     opts: &GenerateOptions,
     max_ctx: Option<usize>,
 ) -> Prompt {
@@ -706,7 +707,9 @@ pub fn infill_prompt(
     let bar = |i: u32| bars.get(i as usize).copied();
     let bar_before = |i: u32| bar(i).unwrap_or(&bar_line);
     let ctx = max_ctx.unwrap_or(usize::MAX / 2);
-    let room = ctx.saturating_sub(PREFIX_LEN + head.len() + 3 + FILL_TOKENS_PER_BAR * n as usize);
+    let room = ctx.saturating_sub(
+        PREFIX_LEN + head.len() + layout.markers() + FILL_TOKENS_PER_BAR * n as usize,
+    );
     // Nearest bars first: before the gap, after it, then one further on each side…
     let (mut lo, mut hi, mut used) = (gap.start, gap.end, 0usize);
     let (mut before_open, mut after_open) = (true, true);
@@ -731,19 +734,20 @@ pub fn infill_prompt(
         }
     }
     // Bars that lie in the gap (empty: `around` has no notes there) are the gap's own.
-    let mut before: Vec<u32> = head.to_vec();
+    let mut before: Vec<u32> = Vec::new();
     (lo..gap.start).for_each(|i| before.extend_from_slice(bar_before(i)));
     let after: Vec<u32> = (gap.end..hi)
         .filter_map(bar)
         .flat_map(|b| b.iter().copied())
         .collect();
     let sides = InfillSides {
+        head,
         before: &before,
         after: &after,
         bars: n as u8,
     };
     let mut prompt: Vec<u32> = told_prefix(around, opts).to_vec();
-    prompt.extend(sides.prompt());
+    prompt.extend(sides.prompt(layout));
     prompt.push(vocab.id(Token::Bar));
     Prompt {
         ids: prompt,
@@ -945,5 +949,44 @@ mod tests {
         let mut g = Grammar::new();
         ids.iter().for_each(|&i| g.advance(i));
         assert_eq!(g.bars_opened(), 2);
+    }
+
+    #[test]
+    fn an_infill_prompt_opens_the_gap_in_its_own_bar_in_either_layout() {
+        // Six bars, one note each; bar 3 (index 2) taken out.
+        let notes = (0..6u8)
+            .filter(|&b| b != 2)
+            .map(|b| Note {
+                start: b as f64 * 4.0,
+                duration: 1.0,
+                pitch: 60 + b,
+                velocity: 90,
+            })
+            .collect();
+        let around = Phrase::new(notes, 4.0);
+        let opts = GenerateOptions::default();
+        let (middle, before) = (Vocab.id(Token::Middle), Vocab.id(Token::Before));
+        for layout in [InfillLayout::PrefixFirst, InfillLayout::SuffixFirst] {
+            let p = infill_prompt(&around, 2..3, layout, &opts, Some(256));
+            assert_eq!((p.first_bar, p.start_bar), (0, 2));
+            let mut g = Grammar::new();
+            for &id in &p.ids {
+                assert!(g.allows(id), "{layout:?}: {id} refused");
+                g.advance(id);
+            }
+            assert!(g.in_middle());
+            assert_eq!(g.bar_index(), 2, "{layout:?}");
+            // The prompt's notes are those before the gap; the bars after are context.
+            let at = |id: u32| p.ids.iter().position(|&x| x == id);
+            match layout {
+                InfillLayout::PrefixFirst => assert_eq!(at(before), None),
+                InfillLayout::SuffixFirst => {
+                    // The bar before the gap (pitch 61) stands right before `Middle`.
+                    let m = at(middle).unwrap();
+                    assert!(at(before).unwrap() < m);
+                    assert_eq!(Vocab.pitch_of(p.ids[m - 3]), Some(61));
+                }
+            }
+        }
     }
 }

@@ -6,7 +6,8 @@ use crate::music::{Phrase, TextureBins};
 use crate::note_runs::note_runs;
 use crate::note_runs::COPY_RUN;
 use crate::tokens::{
-    bar_pitches, repeat_after_only, InfillSides, Token, Vocab, MAX_FILL_BARS, PREFIX_LEN,
+    bar_pitches, repeat_after_only, InfillLayout, InfillSides, Token, Vocab, MAX_FILL_BARS,
+    PREFIX_LEN,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -492,10 +493,12 @@ fn draw_fill_bars(rng: &mut impl Rng) -> u8 {
     1
 }
 
-/// A window rearranged around a gap of whole bars, as long as `w`: the tokens before the gap,
-/// `Suffix(n)`, up to [`MAX_AFTER_BARS`] whole bars after it (as many as generation gives:
-/// from none, a gap at the end, to all it has), `Middle`, the gap's bars, `FillEnd`, then
-/// `next` (the start of another piece, as in a packed stream) to fill the window. The gap and
+/// A window rearranged around a gap of whole bars, as long as `w`, in this vocabulary's
+/// [`InfillLayout`] (suffix first: what precedes the piece's first whole bar, `Suffix(n)`, up
+/// to [`MAX_AFTER_BARS`] whole bars after the gap (as many as generation gives: from none, a
+/// gap at the end, to all it has), `Before`, the bars before the gap, `Middle`, the gap's
+/// bars, `FillEnd`), then `next` (the start of another piece, as in a packed stream) to fill
+/// the window. The gap and
 /// the bars after it are whole bars of one piece (a window may hold the end of one and the
 /// start of the next; the last bar of a piece counts as whole only when its `EOS` is in the
 /// window). A share of the windows ([`FEW_BARS_BEFORE_SHARE`]) keep at most one bar before
@@ -503,11 +506,13 @@ fn draw_fill_bars(rng: &mut impl Rng) -> u8 {
 /// it always came last, the model learned to end a gap at the window's last position (its
 /// position embedding) instead of counting the gap's bars, and at generation, where the gap
 /// ends anywhere, it wanted another bar line (68 % of its mass, measured). `None` when the
-/// window, less its last three tokens, holds no whole bar to take out.
+/// window, less room for the markers, holds no whole bar to take out.
 pub fn fill_in_the_middle(w: &[u32], next: &[u32], rng: &mut impl Rng) -> Option<Vec<u32>> {
     let vocab = Vocab;
     let len = w.len();
     let (bar, eos) = (vocab.id(Token::Bar), vocab.id(Token::Eos));
+    let layout = InfillLayout::current();
+    let markers = layout.markers();
     // Pieces of the window, split at EOS: (start, end), end = the EOS or the window's end.
     let mut pieces = Vec::new();
     let mut start = 0;
@@ -527,12 +532,12 @@ pub fn fill_in_the_middle(w: &[u32], next: &[u32], rng: &mut impl Rng) -> Option
         }
         bars
     };
-    // Bars that fit in `len` tokens with the three markers.
+    // Bars that fit in `len` tokens with the markers.
     let bars: Vec<(usize, usize)> = pieces
         .iter()
         .map(|p| {
             let mut b = whole_bars(p);
-            b.retain(|&(_, end)| end + 3 <= len);
+            b.retain(|&(_, end)| end + markers <= len);
             b
         })
         .max_by_key(|b| b.len())
@@ -553,10 +558,12 @@ pub fn fill_in_the_middle(w: &[u32], next: &[u32], rng: &mut impl Rng) -> Option
         .flatten()
         .unwrap_or_else(|| (rng.gen_range(0..=bars.len() - n), 0));
     let (gap_start, gap_end) = (bars[k].0, bars[k + n - 1].1);
-    let before_start = if rng.gen_bool(FEW_BARS_BEFORE_SHARE) {
-        bars[k.saturating_sub(rng.gen_range(0..=1))].0
+    // What comes before the piece's first whole bar (`BOS Meter`, another piece's end, the
+    // tail of a bar) is the head; none where only a bar or none is kept before the gap.
+    let (head_end, before_start) = if rng.gen_bool(FEW_BARS_BEFORE_SHARE) {
+        (0, bars[k.saturating_sub(rng.gen_range(0..=1))].0)
     } else {
-        0
+        (bars[0].0, bars[0].0)
     };
     let following = (bars.len() - k - n).min(MAX_AFTER_BARS);
     let m = rng.gen_range(min_after..=following);
@@ -565,16 +572,17 @@ pub fn fill_in_the_middle(w: &[u32], next: &[u32], rng: &mut impl Rng) -> Option
     } else {
         bars[k + n + m - 1].1
     };
-    // Before, after and the gap, the three markers, then `next`.
-    if after_end + 3 + next.len() < len {
+    // Before, after and the gap, the markers, then `next`.
+    if after_end + markers + next.len() < len {
         return None;
     }
     let sides = InfillSides {
+        head: &w[..head_end],
         before: &w[before_start..gap_start],
         after: &w[gap_end..after_end],
         bars: n as u8,
     };
-    let mut out = sides.with_middle(&w[gap_start..gap_end]);
+    let mut out = sides.with_middle(layout, &w[gap_start..gap_end]);
     out.extend_from_slice(&next[..len - out.len()]);
     debug_assert_eq!(out.len(), len);
     Some(out)
@@ -850,18 +858,12 @@ mod tests {
                 })
                 .expect("a Suffix marker");
             sizes.insert(n);
-            let suffix_at = f
-                .iter()
-                .position(|&id| v.token(id) == Some(Token::Suffix(n)));
-            let bars_before = f[..suffix_at.unwrap()]
+            let (suffix, before, middle, end) = markers(&f);
+            let bars_before = f[before..middle]
                 .iter()
                 .filter(|&&id| id == v.id(Token::Bar))
                 .count();
-            few_before += usize::from(
-                bars_before <= 1 && matches!(v.token(f[0]), Some(Token::Bar | Token::Suffix(_))),
-            );
-            let middle = f.iter().position(|&id| id == v.id(Token::Middle)).unwrap();
-            let end = f.iter().position(|&id| id == v.id(Token::FillEnd)).unwrap();
+            few_before += usize::from(bars_before <= 1 && suffix == 0);
             ends.insert(end);
             ending_last += usize::from(end + 1 == len);
             // Another piece follows the filled gap.
@@ -872,11 +874,10 @@ mod tests {
                 .count();
             assert_eq!(gap_bars, n as usize);
             // The bars after the gap are whole: they end where the next bar line of the
-            // window stands, or at the piece's end.
-            let suffix = f
-                .iter()
-                .position(|&id| v.token(id) == Some(Token::Suffix(n)));
-            let after = &f[suffix.unwrap() + 1..middle];
+            // window stands, or at the piece's end. The bar before the gap comes just before it.
+            let after = &f[suffix + 1..before];
+            let played = [&f[before + 1..middle], &f[middle + 1..end]].concat();
+            assert!(w.windows(played.len()).any(|s| s == played));
             let at = w
                 .windows(after.len() + 1)
                 .position(|s| s[..after.len()] == *after && s[after.len()] == v.id(Token::Bar))
@@ -924,12 +925,7 @@ mod tests {
                 continue;
             };
             made += 1;
-            let at = |t: Token| f.iter().position(|&id| id == v.id(t)).unwrap();
-            let suffix = f
-                .iter()
-                .position(|&id| matches!(v.token(id), Some(Token::Suffix(_))))
-                .unwrap();
-            let (middle, end) = (at(Token::Middle), at(Token::FillEnd));
+            let (suffix, before, middle, end) = markers(&f);
             let bars = |s: &[u32]| -> Vec<Vec<u8>> {
                 crate::tokens::split_bars(s)
                     .1
@@ -938,9 +934,9 @@ mod tests {
                     .collect()
             };
             let (before, gap, after) = (
-                bars(&f[..suffix]),
+                bars(&f[before + 1..middle]),
                 bars(&f[middle + 1..end]),
-                bars(&f[suffix + 1..middle]),
+                bars(&f[suffix + 1..before]),
             );
             let (b, g) = (before.len(), gap.len());
             let all = [before, gap, after].concat();
@@ -979,6 +975,20 @@ mod tests {
             "{filled} of 400 windows filled"
         );
         assert_eq!(s.filled_share(), filled as f64 / 400.0);
+    }
+
+    /// Where a suffix-first fill window's markers stand: `Suffix(n)`, `Before`, `Middle`,
+    /// `FillEnd`, each the first of its kind.
+    fn markers(f: &[u32]) -> (usize, usize, usize, usize) {
+        let v = Vocab;
+        let at = |t: Token| f.iter().position(|&id| id == v.id(t)).unwrap();
+        let suffix = f
+            .iter()
+            .position(|&id| matches!(v.token(id), Some(Token::Suffix(_))))
+            .expect("a Suffix marker");
+        let (before, middle, end) = (at(Token::Before), at(Token::Middle), at(Token::FillEnd));
+        assert!(suffix < before && before < middle && middle < end);
+        (suffix, before, middle, end)
     }
 
     /// The texture bins a window's prefix tells.

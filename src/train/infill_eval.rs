@@ -4,7 +4,8 @@
 use super::Piece;
 use crate::model::Model;
 use crate::tokens::{
-    bar_pitches, repeat_after_only, split_bars, Grammar, InfillSides, Token, Vocab, PREFIX_LEN,
+    bar_pitches, repeat_after_only, split_bars, Grammar, InfillLayout, InfillSides, Token, Vocab,
+    PREFIX_LEN,
 };
 use candle_core::{Device, Result, Tensor, D};
 use serde::Serialize;
@@ -18,12 +19,12 @@ pub const CONTEXT_BARS: usize = 4;
 /// last `scored` tokens of each sequence.
 #[derive(Debug, Clone)]
 pub struct GapCase {
-    /// `any-prefix before Suffix(n) after Middle gap FillEnd`.
+    /// `any-prefix` and both sides in the model's [`InfillLayout`], then `gap FillEnd`.
     pub both_sides: Vec<u32>,
     /// `any-prefix before gap Bar`.
     pub prefix_only: Vec<u32>,
-    /// `any-prefix before Suffix(n) Middle gap FillEnd`: the infill form with no bar after
-    /// the gap, which tells what the bars after add inside the form the model fills in.
+    /// The same with no bar after the gap (`Suffix(n)` followed at once by the next
+    /// marker), which tells what the bars after add inside the form the model fills in.
     pub no_bars_after: Vec<u32>,
     pub scored: usize,
     /// Notes that start in the gap.
@@ -56,8 +57,15 @@ pub struct RepeatPitch {
 /// Gaps of `gap_bars` bars cut from `pieces` (their merged notes): in each piece the first
 /// gap with [`CONTEXT_BARS`] bars before it and at least one bar after, then one every
 /// `2 × CONTEXT_BARS` bars, holding at least one note, until `max`. Bars far from the gap
-/// are dropped until both sequences fit `max_len` tokens.
-pub fn gap_cases(pieces: &[Piece], gap_bars: usize, max: usize, max_len: usize) -> Vec<GapCase> {
+/// are dropped until both sequences fit `max_len` tokens. The infill forms are in `layout`,
+/// the model's own.
+pub fn gap_cases(
+    pieces: &[Piece],
+    gap_bars: usize,
+    layout: InfillLayout,
+    max: usize,
+    max_len: usize,
+) -> Vec<GapCase> {
     let vocab = Vocab;
     let bar = vocab.id(Token::Bar);
     let any = vocab.any_prefix();
@@ -79,8 +87,9 @@ pub fn gap_cases(pieces: &[Piece], gap_bars: usize, max: usize, max_len: usize) 
             };
             let middle = join(start..after_end);
             loop {
-                let before: Vec<u32> = head.iter().copied().chain(join(lo..start)).collect();
+                let before = join(lo..start);
                 let sides = InfillSides {
+                    head,
                     before: &before,
                     after: &join(after_end..hi),
                     bars: gap_bars as u8,
@@ -88,17 +97,17 @@ pub fn gap_cases(pieces: &[Piece], gap_bars: usize, max: usize, max_len: usize) 
                 let both: Vec<u32> = any
                     .iter()
                     .copied()
-                    .chain(sides.with_middle(&middle))
+                    .chain(sides.with_middle(layout, &middle))
                     .collect();
                 if both.len() <= max_len {
                     if notes > 0 {
-                        let prefix_only = [&any[..], &before, &middle, &[bar]].concat();
+                        let prefix_only = [&any[..], head, &before, &middle, &[bar]].concat();
                         let no_bars_after = InfillSides {
                             after: &[],
                             ..sides
                         };
                         let no_bars_after =
-                            [&any[..], &no_bars_after.with_middle(&middle)].concat();
+                            [&any[..], &no_bars_after.with_middle(layout, &middle)].concat();
                         let (before, gap, after) = (lo..start, start..after_end, after_end..hi);
                         let repeat = if repeat_after_only(
                             &pitches,
@@ -354,7 +363,13 @@ mod tests {
             })
             .collect();
         let piece = Piece::new("p.mid".into(), Phrase::new(notes, 4.0), vec![]);
-        let cases = gap_cases(std::slice::from_ref(&piece), 1, 10, 256);
+        for layout in [InfillLayout::PrefixFirst, InfillLayout::SuffixFirst] {
+            a_gap_case_reads_both_ways(&piece, layout);
+        }
+    }
+
+    fn a_gap_case_reads_both_ways(piece: &Piece, layout: InfillLayout) {
+        let cases = gap_cases(std::slice::from_ref(piece), 1, layout, 10, 256);
         // 6 bars: one gap at bar 4 (4 bars before, 1 after).
         assert_eq!(cases.len(), 1);
         let c = &cases[0];
@@ -370,12 +385,16 @@ mod tests {
         assert_eq!(c.no_bars_after.last(), c.both_sides.last());
         assert!(c.no_bars_after.len() < c.both_sides.len());
         assert_eq!(*c.both_sides.last().unwrap(), Vocab.id(Token::FillEnd));
-        // Decoding the infill sequence puts every note back in its bar.
+        // Decoding the infill sequence puts every note of the bars before and of the gap back
+        // in its bar (the bar after is given, not decoded).
         let decoded = Vocab.decode(&c.both_sides);
-        assert_eq!(decoded.notes.len(), 48);
-        assert_eq!(decoded, crate::tokens::quantize(&piece.phrase));
+        assert_eq!(decoded.notes.len(), 40);
+        assert_eq!(
+            decoded,
+            crate::tokens::quantize(&piece.phrase.slice(0.0, 20.0))
+        );
         // Too small a context: no case rather than a cut gap.
-        assert!(gap_cases(std::slice::from_ref(&piece), 1, 10, 20).is_empty());
+        assert!(gap_cases(std::slice::from_ref(piece), 1, layout, 10, 20).is_empty());
     }
 
     #[test]
@@ -393,12 +412,30 @@ mod tests {
                 .collect();
             Piece::new("p.mid".into(), Phrase::new(notes, 4.0), vec![])
         };
-        let after_only = gap_cases(&[tune([0, 1, 2, 3, 7, 7])], 1, 10, 256);
+        let after_only = gap_cases(
+            &[tune([0, 1, 2, 3, 7, 7])],
+            1,
+            InfillLayout::current(),
+            10,
+            256,
+        );
         assert_eq!(after_only.len(), 1);
         assert_eq!(after_only[0].repeat, RepeatSide::AfterOnly);
-        let both = gap_cases(&[tune([0, 7, 2, 3, 7, 7])], 1, 10, 256);
+        let both = gap_cases(
+            &[tune([0, 7, 2, 3, 7, 7])],
+            1,
+            InfillLayout::current(),
+            10,
+            256,
+        );
         assert_eq!(both[0].repeat, RepeatSide::Other);
-        let before_only = gap_cases(&[tune([0, 7, 2, 3, 7, 5])], 1, 10, 256);
+        let before_only = gap_cases(
+            &[tune([0, 7, 2, 3, 7, 5])],
+            1,
+            InfillLayout::current(),
+            10,
+            256,
+        );
         assert_eq!(before_only[0].repeat, RepeatSide::BeforeOnly);
     }
 }

@@ -1,10 +1,11 @@
 //! Starting a training run from another model folder's weights (`continuo train --from`):
 //! fine-tuning on a user's folder, and carrying a model across a vocabulary version that
-//! only appended tokens (v2 → v3 appended the texture prefix, v3 → v4 the infill markers).
+//! only appended tokens (v2 → v3 appended the texture prefix, v3 → v4 the infill markers,
+//! v4 → v5 the suffix-first marker `Before`).
 
 use crate::model::files::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::model::Architecture;
-use crate::tokens::{Vocab, V2_VOCAB_SIZE, V3_VOCAB_SIZE};
+use crate::tokens::{Vocab, V2_VOCAB_SIZE, V3_VOCAB_SIZE, V4_VOCAB_SIZE};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
@@ -66,10 +67,11 @@ pub fn read_base(dir: &Path) -> Result<BaseModel> {
     let v = Vocab;
     let same = base.vocab.version == v.version() && base.vocab.size == v.size();
     let extendable = (base.vocab.version == 2 && base.vocab.size == V2_VOCAB_SIZE)
-        || (base.vocab.version == 3 && base.vocab.size == V3_VOCAB_SIZE);
+        || (base.vocab.version == 3 && base.vocab.size == V3_VOCAB_SIZE)
+        || (base.vocab.version == 4 && base.vocab.size == V4_VOCAB_SIZE);
     if !(same || extendable) {
         bail!(
-            "--from {}: its vocabulary v{} ({} tokens) is neither this version's (v{}) nor one it extends (v2, v3)",
+            "--from {}: its vocabulary v{} ({} tokens) is neither this version's (v{}) nor one it extends (v2, v3, v4)",
             dir.display(),
             base.vocab.version,
             base.vocab.size,

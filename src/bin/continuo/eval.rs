@@ -103,13 +103,13 @@ fn gap_report(
     corpus: &continuo::train::Corpus,
 ) -> Result<Vec<continuo::train::infill_eval::GapNll>> {
     use continuo::train::infill_eval::{gap_cases, gap_nll};
-    if !Vocab.can_infill(loaded.model.vocab_size()) {
+    let Some(layout) = Vocab.infill_layout(loaded.model.vocab_size()) else {
         bail!("--infill: {} was trained before infilling (vocabulary v3); it cannot read a gap's suffix", a.model.display());
-    }
+    };
     let ctx = loaded.card.architecture.max_context().unwrap_or(256);
     let mut out = Vec::new();
     for bars in [1, 2] {
-        let cases = gap_cases(&corpus.validation, bars, a.gaps, ctx);
+        let cases = gap_cases(&corpus.validation, bars, layout, a.gaps, ctx);
         out.push(gap_nll(&loaded.model, device, &cases, bars)?);
     }
     Ok(out)
