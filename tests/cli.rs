@@ -150,6 +150,25 @@ fn fine_tuning_refuses_a_flag_that_contradicts_the_base_model() {
         stderr.contains("--d-model 128") && stderr.contains("--d-model 64"),
         "{stderr}"
     );
+    // A shorter context would drop positions the base learned (a longer one extends it).
+    let (ok, _, stderr) = continuo(&[
+        "train",
+        "--data",
+        &data,
+        "--from",
+        &base,
+        "--seq-len",
+        "64",
+        "--out",
+        &out,
+        "--steps",
+        "1",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--seq-len 64") && stderr.contains("only a longer context"),
+        "{stderr}"
+    );
 }
 
 #[test]

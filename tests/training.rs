@@ -328,3 +328,47 @@ fn a_run_that_adds_smeared_keys_to_its_base_starts_where_the_base_ended() {
         .unwrap();
     assert!(smear > 0.0, "the key smear was not trained");
 }
+
+#[test]
+fn a_run_with_a_longer_context_keeps_the_bases_positions_and_learns_the_new_ones() {
+    use continuo::model::{transformer, Architecture};
+    let base = common::tiny_model_dir();
+    let Architecture::Transformer(c) = common::tiny_transformer() else {
+        unreachable!("the tiny model is a transformer")
+    };
+    let longer = transformer::Config {
+        max_seq_len: 2 * c.max_seq_len,
+        ..c.clone()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("long");
+    let mut opts = common::train_options(&out, Architecture::Transformer(longer), 2);
+    opts.from = Some(base.to_owned());
+    opts.seq_len = 2 * c.max_seq_len;
+    opts.lr = 1e-9;
+    train(&opts, &Device::Cpu).unwrap();
+    let load = |p: &std::path::Path| {
+        candle_core::safetensors::load(p.join("model.safetensors"), &Device::Cpu).unwrap()
+    };
+    let (old, new) = (load(base), load(&out));
+    let name = old
+        .keys()
+        .find(|k| old[*k].dims() == [c.max_seq_len, c.d_model])
+        .expect("a position table")
+        .clone();
+    let (old, new) = (&old[&name], &new[&name]);
+    assert_eq!(new.dims(), [2 * c.max_seq_len, c.d_model]);
+    // At a learning rate of 1e-9 two steps leave the base's rows where they were.
+    let kept = new.narrow(0, 0, c.max_seq_len).unwrap();
+    let diff = (kept - old)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-4, "the base's positions moved by {diff}");
+    let card = continuo::model::files::read_card(&out).unwrap();
+    assert_eq!(card.architecture.max_context(), Some(2 * c.max_seq_len));
+}

@@ -114,13 +114,28 @@ fn base_architecture(a: &TrainArgs, dir: &Path) -> Result<Architecture> {
         ("--layers", a.layers, Some(layers)),
         ("--heads", a.heads, heads),
         ("--ff", a.ff, ff),
-        ("--seq-len", a.seq_len.map(|s| s as usize), ctx),
     ];
     for (flag, given, base) in numbers {
         if let (Some(g), Some(b)) = (given, base) {
             if g != b {
                 refuse(flag, g.to_string(), b.to_string())?;
             }
+        }
+    }
+    let mut arch = arch;
+    // A longer context extends the transformer's position table (its new rows start fresh,
+    // [`load_base_weights`](continuo::train::warm_start::load_base_weights)): a gap then hears
+    // the bars 8 away on each side, where a tune's phrase repeats. A shorter one would drop
+    // positions the base learned.
+    if let (Some(given), Some(base)) = (a.seq_len.map(|s| s as usize), ctx) {
+        match &mut arch {
+            Architecture::Transformer(c) if given > base => c.max_seq_len = given,
+            _ if given != base => refuse(
+                "--seq-len",
+                format!("{given} (only a longer context extends a model)"),
+                base.to_string(),
+            )?,
+            _ => {}
         }
     }
     Ok(arch)
