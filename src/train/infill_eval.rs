@@ -154,6 +154,53 @@ pub fn gap_cases(
     cases
 }
 
+/// How far away a held-out bar's tune is played again, one reach of bars on each side.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RepeatReach {
+    pub bars_each_side: usize,
+    /// Share of the bars that a bar within the reach after them plays pitch for pitch and
+    /// none within it before ([`repeat_after_only`], as training draws and the eval scores).
+    pub after_only: f64,
+    /// Share that a bar within the reach before them plays.
+    pub before: f64,
+}
+
+/// [`RepeatReach`] for each of `reaches`, over the same bars: those of `pieces` with a note
+/// and the longest reach on each side. What a model that hears that many bars each side could
+/// copy; returns the number of bars too.
+pub fn repeat_reach(pieces: &[Piece], reaches: &[usize]) -> (usize, Vec<RepeatReach>) {
+    let far = reaches.iter().copied().max().unwrap_or(0);
+    let mut counts = vec![(0usize, 0usize); reaches.len()];
+    let mut bars_seen = 0;
+    for piece in pieces {
+        let ids = Vocab.encode(&piece.phrase, false);
+        let pitches: Vec<Vec<u8>> = split_bars(&ids).1.iter().map(|b| bar_pitches(b)).collect();
+        for g in far..pitches.len().saturating_sub(far) {
+            if pitches[g].is_empty() {
+                continue;
+            }
+            bars_seen += 1;
+            for (&k, c) in reaches.iter().zip(&mut counts) {
+                let after = g + 1..g + 1 + k;
+                c.0 +=
+                    usize::from(repeat_after_only(&pitches, g - k..g, g..g + 1, after).is_some());
+                c.1 += usize::from(pitches[g - k..g].contains(&pitches[g]));
+            }
+        }
+    }
+    let share = |n: usize| n as f64 / bars_seen.max(1) as f64;
+    let reach = reaches
+        .iter()
+        .zip(counts)
+        .map(|(&k, (after, before))| RepeatReach {
+            bars_each_side: k,
+            after_only: share(after),
+            before: share(before),
+        })
+        .collect();
+    (bars_seen, reach)
+}
+
 /// Negative log-likelihood of held-out gaps, per note and per token, both ways.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GapNll {
@@ -395,6 +442,29 @@ mod tests {
         );
         // Too small a context: no case rather than a cut gap.
         assert!(gap_cases(std::slice::from_ref(piece), 1, layout, 10, 20).is_empty());
+    }
+
+    #[test]
+    fn the_reach_of_a_repeat_counts_the_bars_a_context_would_hold() {
+        // Twenty bars of four notes: bar k plays tune k % 8, so every bar is played again
+        // 8 bars later and 8 bars earlier, never nearer.
+        let notes = (0..80)
+            .map(|i| Note {
+                start: i as f64,
+                duration: 1.0,
+                pitch: 50 + ((i / 4) % 8) as u8 * 2 + (i % 4) as u8,
+                velocity: 80,
+            })
+            .collect();
+        let piece = Piece::new("p.mid".into(), Phrase::new(notes, 4.0), vec![]);
+        let (bars, reach) = repeat_reach(std::slice::from_ref(&piece), &[4, 8]);
+        // Bars 8..12 have 8 bars on each side: each is heard 8 before and 8 after.
+        assert_eq!(bars, 4);
+        assert_eq!((reach[0].after_only, reach[0].before), (0.0, 0.0));
+        assert_eq!((reach[1].after_only, reach[1].before), (0.0, 1.0));
+        // With a reach of 4 alone, bars 4..16 count, and no tune comes back within 4 bars.
+        let (bars, reach) = repeat_reach(std::slice::from_ref(&piece), &[4]);
+        assert_eq!((bars, reach[0].after_only), (12, 0.0));
     }
 
     #[test]

@@ -107,6 +107,24 @@ fn gap_report(
         bail!("--infill: {} was trained before infilling (vocabulary v3); it cannot read a gap's suffix", a.model.display());
     };
     let ctx = loaded.card.architecture.max_context().unwrap_or(256);
+    let (bars, reach) = continuo::train::infill_eval::repeat_reach(&corpus.validation, &[4, 8]);
+    let told: Vec<String> = reach
+        .iter()
+        .map(|r| {
+            format!(
+                "within {} bars {:.1} % after only, {:.1} % before",
+                r.bars_each_side,
+                100.0 * r.after_only,
+                100.0 * r.before
+            )
+        })
+        .collect();
+    if !a.json {
+        println!(
+            "held-out bars played again pitch for pitch ({bars} bars with 8 on each side): {}",
+            told.join("; ")
+        );
+    }
     let mut out = Vec::new();
     for bars in [1, 2] {
         let cases = gap_cases(&corpus.validation, bars, layout, a.gaps, ctx);
