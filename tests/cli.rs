@@ -288,6 +288,31 @@ fn eval_prints_the_required_json_fields() {
     assert!(v["nll_per_note"].as_f64().unwrap() > v["nll_per_token"].as_f64().unwrap());
 }
 
+#[test]
+fn eval_infill_reports_the_context_it_heard_and_refuses_a_window_beyond_the_model() {
+    let model = common::tiny_model_dir().display().to_string();
+    let data = common::fixtures().display().to_string();
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "--model", &model, "--data", &data, "--json"];
+        args.extend_from_slice(&["--primers", "1", "--bars", "1"]);
+        args.extend_from_slice(extra);
+        continuo(&args)
+    };
+    let (ok, stdout, stderr) = eval(&["--infill", "--context-bars", "2", "--window", "64"]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["infill_context_bars"], 2, "{v}");
+    assert!(v["infill_repeat_reach"]["reach"].is_array(), "{v}");
+    assert_eq!(v["infill"].as_array().map(Vec::len), Some(2), "{v}");
+    let (ok, _, stderr) = eval(&["--window", "100000"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--window 100000") && stderr.contains("context"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 /// Every note of a file as (start tick, pitch, velocity, duration ticks), sorted.
 fn notes_of(path: &std::path::Path) -> Vec<(i64, u8, u8, i64)> {
     let song = continuo::midi_file::read_midi(path).unwrap();

@@ -259,6 +259,7 @@ fn gap_nll_within_the_grammar_is_never_above_the_whole_vocabulary_and_kinds_add_
         let cases = gap_cases(
             std::slice::from_ref(&piece),
             bars,
+            4,
             continuo::tokens::InfillLayout::current(),
             10,
             128,

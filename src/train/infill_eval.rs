@@ -11,8 +11,10 @@ use candle_core::{Device, Result, Tensor, D};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// Bars heard on each side of a held-out gap (fewer where the piece or the context ends).
-pub const CONTEXT_BARS: usize = 4;
+/// Bars heard on each side of a held-out gap by default (fewer where the piece or the
+/// model's context ends): fiddle tunes repeat in 8-bar phrases, so a bar's tune comes back
+/// within 8 bars after it far more often than within 4 ([`repeat_reach`]).
+pub const CONTEXT_BARS: usize = 8;
 
 /// One held-out gap, as the model reads it both ways. The gap's tokens and the one that
 /// closes them (`FillEnd` with both sides, the next bar line with the prefix only) are the
@@ -27,6 +29,8 @@ pub struct GapCase {
     /// marker), which tells what the bars after add inside the form the model fills in.
     pub no_bars_after: Vec<u32>,
     pub scored: usize,
+    /// The gap's first bar, counted from its piece's first.
+    pub bar: usize,
     /// Notes that start in the gap.
     pub notes: usize,
     /// Whether a bar of the gap plays, pitch for pitch, a bar heard on one side of it only.
@@ -54,14 +58,19 @@ pub struct RepeatPitch {
     pub pitch: (f64, f64, f64),
 }
 
-/// Gaps of `gap_bars` bars cut from `pieces` (their merged notes): in each piece the first
-/// gap with [`CONTEXT_BARS`] bars before it and at least one bar after, then one every
-/// `2 × CONTEXT_BARS` bars, holding at least one note, until `max`. Bars far from the gap
+/// Gaps of `gap_bars` bars cut from `pieces` (their merged notes): in the `i`th piece the
+/// first gap has `context_bars + i mod 2·context_bars` bars before it and at least one bar
+/// after, then one every `2 × context_bars` bars, holding at least one note, until `max`.
+/// The offset spreads the gaps evenly over the bars of a phrase: without it every gap would
+/// sit the same distance from the piece's start, in tunes of 8-bar phrases at the same place
+/// in a phrase (a phrase's first bar for 8 bars of context, where the bars after tell the
+/// most), and the figure would measure that place, not gaps a producer picks. Bars far from the gap
 /// are dropped until both sequences fit `max_len` tokens. The infill forms are in `layout`,
 /// the model's own.
 pub fn gap_cases(
     pieces: &[Piece],
     gap_bars: usize,
+    context_bars: usize,
     layout: InfillLayout,
     max: usize,
     max_len: usize,
@@ -70,17 +79,17 @@ pub fn gap_cases(
     let bar = vocab.id(Token::Bar);
     let any = vocab.any_prefix();
     let mut cases = Vec::new();
-    for piece in pieces {
+    for (i, piece) in pieces.iter().enumerate() {
         let ids = vocab.encode(&piece.phrase, false);
         let (head, bars) = split_bars(&ids);
         let pitches: Vec<Vec<u8>> = bars.iter().map(|b| bar_pitches(b)).collect();
-        let mut start = CONTEXT_BARS;
+        let mut start = context_bars + i % (2 * context_bars);
         while start + gap_bars < bars.len() && cases.len() < max {
             let after_end = start + gap_bars;
             let notes: usize = pitches[start..after_end].iter().map(Vec::len).sum();
             let (mut lo, mut hi) = (
-                start - CONTEXT_BARS,
-                (after_end + CONTEXT_BARS).min(bars.len()),
+                start - context_bars,
+                (after_end + context_bars).min(bars.len()),
             );
             let join = |r: std::ops::Range<usize>| -> Vec<u32> {
                 bars[r].iter().flat_map(|b| b.iter().copied()).collect()
@@ -128,6 +137,7 @@ pub fn gap_cases(
                             prefix_only,
                             no_bars_after,
                             scored: middle.len() + 1,
+                            bar: start,
                             notes,
                             repeat,
                         });
@@ -145,7 +155,7 @@ pub fn gap_cases(
                     break;
                 }
             }
-            start += 2 * CONTEXT_BARS;
+            start += 2 * context_bars;
         }
         if cases.len() >= max {
             break;
@@ -416,7 +426,7 @@ mod tests {
     }
 
     fn a_gap_case_reads_both_ways(piece: &Piece, layout: InfillLayout) {
-        let cases = gap_cases(std::slice::from_ref(piece), 1, layout, 10, 256);
+        let cases = gap_cases(std::slice::from_ref(piece), 1, 4, layout, 10, 256);
         // 6 bars: one gap at bar 4 (4 bars before, 1 after).
         assert_eq!(cases.len(), 1);
         let c = &cases[0];
@@ -441,7 +451,26 @@ mod tests {
             crate::tokens::quantize(&piece.phrase.slice(0.0, 20.0))
         );
         // Too small a context: no case rather than a cut gap.
-        assert!(gap_cases(std::slice::from_ref(piece), 1, layout, 10, 20).is_empty());
+        assert!(gap_cases(std::slice::from_ref(piece), 1, 4, layout, 10, 20).is_empty());
+    }
+
+    #[test]
+    fn gaps_fall_at_every_place_in_a_phrase_across_pieces() {
+        // Twenty bars of a two-note-per-bar scale; three copies of the piece.
+        let notes = (0..40)
+            .map(|i| Note {
+                start: i as f64 * 2.0,
+                duration: 2.0,
+                pitch: 50 + (i % 12) as u8,
+                velocity: 80,
+            })
+            .collect();
+        let piece = Piece::new("p.mid".into(), Phrase::new(notes, 4.0), vec![]);
+        let pieces = vec![piece; 3];
+        // Not one place for all: the gaps of piece i start i bars later, one every 8 bars.
+        let cases = gap_cases(&pieces, 1, 4, InfillLayout::current(), 10, 512);
+        let bars: Vec<usize> = cases.iter().map(|c| c.bar).collect();
+        assert_eq!(bars, vec![4, 12, 5, 13, 6, 14]);
     }
 
     #[test]
@@ -485,6 +514,7 @@ mod tests {
         let after_only = gap_cases(
             &[tune([0, 1, 2, 3, 7, 7])],
             1,
+            4,
             InfillLayout::current(),
             10,
             256,
@@ -494,6 +524,7 @@ mod tests {
         let both = gap_cases(
             &[tune([0, 7, 2, 3, 7, 7])],
             1,
+            4,
             InfillLayout::current(),
             10,
             256,
@@ -502,6 +533,7 @@ mod tests {
         let before_only = gap_cases(
             &[tune([0, 7, 2, 3, 7, 5])],
             1,
+            4,
             InfillLayout::current(),
             10,
             256,

@@ -29,6 +29,10 @@ pub struct EvalArgs {
     /// Bars generated per primer, compared with the real next bars.
     #[arg(long, default_value_t = 4)]
     bars: u32,
+    /// Tokens per held-out window scored for NLL [default: the model's context]: 256
+    /// compares a model of a longer context with one of 256 tokens on the same windows.
+    #[arg(long)]
+    window: Option<usize>,
     /// Cap on validation tokens scored for NLL.
     #[arg(long, default_value_t = 200_000)]
     max_tokens: usize,
@@ -59,6 +63,10 @@ pub struct EvalArgs {
     /// With --infill and --data: most held-out gaps scored per gap length.
     #[arg(long, default_value_t = 300)]
     gaps: usize,
+    /// With --infill and --data: bars around each gap on each side, fewer where the
+    /// model's context ends (the nearest are kept). 4 gives the figures of sessions 16–19.
+    #[arg(long, default_value_t = continuo::train::infill_eval::CONTEXT_BARS)]
+    context_bars: usize,
     /// With --data: also score the held-out windows through cached decoding (as generation
     /// computes its logits), with the steps reading f32, f16 and i8 weights, to measure
     /// what the rounded steps cost.
@@ -95,17 +103,21 @@ fn step_precision_report(
     Ok(report.into())
 }
 
-/// Held-out gaps of 1 and 2 bars scored both ways (`--infill`).
+/// Held-out gaps of 1 and 2 bars scored both ways (`--infill`), and as JSON how far the
+/// held-out bars' tunes come back ([`repeat_reach`](continuo::train::infill_eval::repeat_reach)).
 fn gap_report(
     a: &EvalArgs,
     loaded: &continuo::model::LoadedModel,
     device: &candle_core::Device,
     corpus: &continuo::train::Corpus,
-) -> Result<Vec<continuo::train::infill_eval::GapNll>> {
+) -> Result<(Vec<continuo::train::infill_eval::GapNll>, serde_json::Value)> {
     use continuo::train::infill_eval::{gap_cases, gap_nll};
     let Some(layout) = Vocab.infill_layout(loaded.model.vocab_size()) else {
         bail!("--infill: {} was trained before infilling (vocabulary v3); it cannot read a gap's suffix", a.model.display());
     };
+    if a.context_bars == 0 {
+        bail!("--context-bars must be at least 1");
+    }
     let ctx = loaded.card.architecture.max_context().unwrap_or(256);
     let (bars, reach) = continuo::train::infill_eval::repeat_reach(&corpus.validation, &[4, 8]);
     let told: Vec<String> = reach
@@ -125,12 +137,20 @@ fn gap_report(
             told.join("; ")
         );
     }
+    let reach_json = serde_json::json!({ "bars": bars, "reach": reach });
     let mut out = Vec::new();
     for bars in [1, 2] {
-        let cases = gap_cases(&corpus.validation, bars, layout, a.gaps, ctx);
+        let cases = gap_cases(
+            &corpus.validation,
+            bars,
+            a.context_bars,
+            layout,
+            a.gaps,
+            ctx,
+        );
         out.push(gap_nll(&loaded.model, device, &cases, bars)?);
     }
-    Ok(out)
+    Ok((out, reach_json))
 }
 
 /// NLL and continuation statistics of one scorer on the validation split.
@@ -252,7 +272,14 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     for s in &corpus.skipped {
         eprintln!("skipped {}: {}", s.path.display(), s.reason);
     }
-    let ctx = loaded.card.architecture.max_context().unwrap_or(256);
+    let model_ctx = loaded.card.architecture.max_context().unwrap_or(256);
+    let ctx = a.window.unwrap_or(model_ctx);
+    if !(PREFIX_LEN + 2..=model_ctx).contains(&ctx) {
+        bail!(
+            "--window {ctx}: give {} to {model_ctx} tokens (the model's context)",
+            PREFIX_LEN + 2
+        );
+    }
     let stream = dataset::packed_stream(&corpus.validation);
     let ws = windows(&stream, ctx, a.max_tokens.div_ceil(ctx));
     // Every token of `scored` is predicted once, after the "any" prefix, by each scorer.
@@ -324,10 +351,10 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
             });
         }
     }
-    let gaps = if a.infill {
+    let (gaps, repeat_reach) = if a.infill {
         gap_report(&a, &loaded, &device, &corpus)?
     } else {
-        vec![]
+        (vec![], serde_json::Value::Null)
     };
     let m = &rows[0];
     let mut report = serde_json::json!({
@@ -385,6 +412,8 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     }
     if a.infill {
         report["infill"] = serde_json::to_value(&gaps)?;
+        report["infill_context_bars"] = a.context_bars.into();
+        report["infill_repeat_reach"] = repeat_reach;
     }
     if a.step_precisions {
         report["nll_per_token_through_steps"] =
@@ -481,8 +510,9 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     }
     for g in &gaps {
         println!(
-            "held-out gaps of {} bar(s): {} gaps, {} notes; NLL per note {:.3} hearing both sides, {:.3} the bars before only ({:.1} % lower)",
+            "held-out gaps of {} bar(s), up to {} bars heard each side: {} gaps, {} notes; NLL per note {:.3} hearing both sides, {:.3} the bars before only ({:.1} % lower)",
             g.gap_bars,
+            a.context_bars,
             g.gaps,
             g.notes,
             g.both_sides_per_note,
