@@ -132,38 +132,19 @@ fn fine_tuning_refuses_a_flag_that_contradicts_the_base_model() {
     let data = common::fixtures().display().to_string();
     let out = tempfile::tempdir().unwrap();
     let out = out.path().join("m").display().to_string();
-    let (ok, _, stderr) = continuo(&[
-        "train",
-        "--data",
-        &data,
-        "--from",
-        &base,
-        "--d-model",
-        "128",
-        "--out",
-        &out,
-        "--steps",
-        "1",
-    ]);
+    // One step from the tiny base with one flag that contradicts it.
+    let train_from_base = |flag: &str, value: &str| {
+        let args = ["train", "--data", &data, "--from", &base, flag, value];
+        continuo(&[&args[..], &["--out", &out, "--steps", "1"]].concat())
+    };
+    let (ok, _, stderr) = train_from_base("--d-model", "128");
     assert!(!ok);
     assert!(
         stderr.contains("--d-model 128") && stderr.contains("--d-model 64"),
         "{stderr}"
     );
     // A shorter context would drop positions the base learned (a longer one extends it).
-    let (ok, _, stderr) = continuo(&[
-        "train",
-        "--data",
-        &data,
-        "--from",
-        &base,
-        "--seq-len",
-        "64",
-        "--out",
-        &out,
-        "--steps",
-        "1",
-    ]);
+    let (ok, _, stderr) = train_from_base("--seq-len", "64");
     assert!(!ok);
     assert!(
         stderr.contains("--seq-len 64") && stderr.contains("only a longer context"),

@@ -5,7 +5,7 @@ use candle_core::Device;
 use continuo::midi_file::read_midi;
 use continuo::model::files::{read_card, VocabStamp};
 use continuo::model::{generate, load_model, GenerateOptions};
-use continuo::tokens::Vocab;
+use continuo::tokens::{InfillLayout, Vocab};
 use std::path::Path;
 
 fn default_dir() -> &'static Path {
@@ -20,16 +20,13 @@ fn bundled_primer(name: &str) -> continuo::music::Phrase {
 #[test]
 fn the_default_model_card_matches_this_vocabulary_and_records_its_training() {
     let card = read_card(default_dir()).unwrap();
-    // This vocabulary's or v4's, whose ids v5 keeps (it fills a gap prefix first).
-    assert!(
-        card.vocab == VocabStamp::current() || card.vocab == VocabStamp::v4(),
-        "{:?}",
-        card.vocab
-    );
+    assert_eq!(card.vocab, VocabStamp::current());
     assert!(card.vocab.is_readable(card.architecture.vocab_size()));
-    assert!(Vocab
-        .infill_layout(card.architecture.vocab_size())
-        .is_some());
+    // It fills a gap in this vocabulary's order, the bars after first.
+    assert_eq!(
+        Vocab.infill_layout(card.architecture.vocab_size()),
+        Some(InfillLayout::current())
+    );
     assert!(card.architecture.parameter_count() > 100_000);
     let training = &card.training;
     assert!(

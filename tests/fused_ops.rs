@@ -1,6 +1,8 @@
 //! Every fused kernel against the plain candle composition it replaces, on random inputs:
 //! values and gradients agree to a relative error of 1e-4 (f32).
 
+mod common;
+
 use candle_core::{Device, Module, Tensor, Var};
 use candle_nn::Linear;
 use continuo::model::ops;
@@ -10,23 +12,7 @@ use std::sync::Mutex;
 static LOCK: Mutex<()> = Mutex::new(());
 
 fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    let d = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let m = b
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-        .max(1e-6);
-    d / m
+    common::max_abs(&(a - b).unwrap()) / common::max_abs(b).max(1e-6)
 }
 
 /// Runs `f` with fused kernels and with compositions; returns (value, grads) of both.

@@ -360,14 +360,7 @@ fn a_run_with_a_longer_context_keeps_the_bases_positions_and_learns_the_new_ones
     assert_eq!(new.dims(), [2 * c.max_seq_len, c.d_model]);
     // At a learning rate of 1e-9 two steps leave the base's rows where they were.
     let kept = new.narrow(0, 0, c.max_seq_len).unwrap();
-    let diff = (kept - old)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = common::max_abs(&(kept - old).unwrap());
     assert!(diff < 1e-4, "the base's positions moved by {diff}");
     let card = continuo::model::files::read_card(&out).unwrap();
     assert_eq!(card.architecture.max_context(), Some(2 * c.max_seq_len));

@@ -166,6 +166,13 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     cfg = json.loads((Path(args.model) / "config.json").read_text())["architecture"]
+    if cfg.get("smeared_keys"):
+        # This graph has no key smear (each key plus a learned share of the key before it):
+        # it would time and check a model other than the one given.
+        raise SystemExit(
+            f"{args.model}: smeared keys, which this ONNX graph does not build; give a model "
+            "without them (run.sh uses the v4 default from git history)"
+        )
     weights = load_file(str(Path(args.model) / "model.safetensors"))
     model = build(weights, cfg)
     opts = ort.SessionOptions()

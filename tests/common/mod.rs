@@ -130,3 +130,11 @@ pub fn fine_tune_options(data: &Path, out: &Path, steps: usize) -> TrainOptions 
     opts.warmup = 0.02;
     opts
 }
+
+/// The largest |x| over a tensor's elements (for comparing weights or outputs).
+pub fn max_abs(t: &candle_core::Tensor) -> f32 {
+    t.abs()
+        .and_then(|a| a.max_all())
+        .and_then(|m| m.to_scalar::<f32>())
+        .unwrap()
+}
