@@ -409,17 +409,23 @@ mod tests {
     use super::*;
     use crate::music::{Note, Phrase};
 
-    #[test]
-    fn a_gap_case_reads_both_ways_and_scores_the_same_gap() {
-        let notes = (0..48)
+    /// A 4/4 piece of `n` notes, one every `step` beats and each as long, the i-th at
+    /// `pitch(i)`.
+    fn even_piece(n: usize, step: f64, pitch: impl Fn(usize) -> u8) -> Piece {
+        let notes = (0..n)
             .map(|i| Note {
-                start: i as f64 * 0.5,
-                duration: 0.5,
-                pitch: 60 + (i % 7) as u8,
+                start: i as f64 * step,
+                duration: step,
+                pitch: pitch(i),
                 velocity: 80,
             })
             .collect();
-        let piece = Piece::new("p.mid".into(), Phrase::new(notes, 4.0), vec![]);
+        Piece::new("p.mid".into(), Phrase::new(notes, 4.0), vec![])
+    }
+
+    #[test]
+    fn a_gap_case_reads_both_ways_and_scores_the_same_gap() {
+        let piece = even_piece(48, 0.5, |i| 60 + (i % 7) as u8);
         for layout in [InfillLayout::PrefixFirst, InfillLayout::SuffixFirst] {
             a_gap_case_reads_both_ways(&piece, layout);
         }
@@ -457,16 +463,7 @@ mod tests {
     #[test]
     fn gaps_fall_at_every_place_in_a_phrase_across_pieces() {
         // Twenty bars of a two-note-per-bar scale; three copies of the piece.
-        let notes = (0..40)
-            .map(|i| Note {
-                start: i as f64 * 2.0,
-                duration: 2.0,
-                pitch: 50 + (i % 12) as u8,
-                velocity: 80,
-            })
-            .collect();
-        let piece = Piece::new("p.mid".into(), Phrase::new(notes, 4.0), vec![]);
-        let pieces = vec![piece; 3];
+        let pieces = vec![even_piece(40, 2.0, |i| 50 + (i % 12) as u8); 3];
         // Not one place for all: the gaps of piece i start i bars later, one every 8 bars.
         let cases = gap_cases(&pieces, 1, 4, InfillLayout::current(), 10, 512);
         let bars: Vec<usize> = cases.iter().map(|c| c.bar).collect();
@@ -477,15 +474,7 @@ mod tests {
     fn the_reach_of_a_repeat_counts_the_bars_a_context_would_hold() {
         // Twenty bars of four notes: bar k plays tune k % 8, so every bar is played again
         // 8 bars later and 8 bars earlier, never nearer.
-        let notes = (0..80)
-            .map(|i| Note {
-                start: i as f64,
-                duration: 1.0,
-                pitch: 50 + ((i / 4) % 8) as u8 * 2 + (i % 4) as u8,
-                velocity: 80,
-            })
-            .collect();
-        let piece = Piece::new("p.mid".into(), Phrase::new(notes, 4.0), vec![]);
+        let piece = even_piece(80, 1.0, |i| 50 + ((i / 4) % 8) as u8 * 2 + (i % 4) as u8);
         let (bars, reach) = repeat_reach(std::slice::from_ref(&piece), &[4, 8]);
         // Bars 8..12 have 8 bars on each side: each is heard 8 before and 8 after.
         assert_eq!(bars, 4);
@@ -501,15 +490,7 @@ mod tests {
         // Six bars of eight notes; bar 4 (the gap) plays what bar 5 plays, and each of bars
         // 0–3 something else. Then the same with bar 1 playing it too, then with bar 1 only.
         let tune = |bars: [u8; 6]| -> Piece {
-            let notes = (0..48)
-                .map(|i| Note {
-                    start: i as f64 * 0.5,
-                    duration: 0.5,
-                    pitch: 48 + bars[i / 8] * 2 + (i % 8) as u8,
-                    velocity: 80,
-                })
-                .collect();
-            Piece::new("p.mid".into(), Phrase::new(notes, 4.0), vec![])
+            even_piece(48, 0.5, |i| 48 + bars[i / 8] * 2 + (i % 8) as u8)
         };
         let after_only = gap_cases(
             &[tune([0, 1, 2, 3, 7, 7])],
