@@ -3,9 +3,13 @@
 #   bash scripts/setup.sh            # build, test, bundle
 #   bash scripts/setup.sh --corpus   # also what scripts/corpus.py needs: Debian's abcmidi,
 #                                    # freedoom, pianobooster, and music21 in target/corpus-venv
+#   bash scripts/setup.sh --windows  # also what scripts/windows.sh needs: mingw-w64, wine64,
+#                                    # and the Rust targets for Windows and macOS
 set -euo pipefail
 corpus=false
+windows=false
 [ "${1:-}" = "--corpus" ] && corpus=true
+[ "${1:-}" = "--windows" ] && windows=true
 packages=(
   # nice-plug (standalone, VST3/CLAP) and nice-plug-egui
   pkg-config libasound2-dev libjack-jackd2-dev libx11-dev libx11-xcb-dev libxcb1-dev
@@ -17,6 +21,7 @@ packages=(
   ardour
 )
 $corpus && packages+=(abcmidi freedoom pianobooster python3-venv)
+$windows && packages+=(gcc-mingw-w64-x86-64-win32 wine64)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,6 +34,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
 fi
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
+if $windows; then
+  installed=$(rustup target list --installed)
+  for t in x86_64-pc-windows-gnu aarch64-apple-darwin x86_64-apple-darwin; do
+    grep -qx "$t" <<<"$installed" || rustup target add "$t"
+  done
+fi
 if $corpus && [ ! -x target/corpus-venv/bin/python ]; then
   python3 -m venv target/corpus-venv
   target/corpus-venv/bin/pip install -q music21

@@ -7,6 +7,7 @@ use crate::model::sampler::{DEFAULT_CANDIDATES, MAX_CANDIDATES};
 use crate::music::texture::{
     Rhythm, TextureRequest, Told, DENSITY_NAMES, POLYPHONY_NAMES, REGISTER_NAMES,
 };
+use crate::music::variation::Variation;
 use crate::music::{Key, Note};
 use crate::shared::Idea;
 use nice_plug::prelude::*;
@@ -27,6 +28,17 @@ pub enum RhythmMode {
     Free,
     #[name = "Like primer"]
     LikePrimer,
+}
+
+/// How much of the answer replays the primer's bars ([`Variation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum VariationMode {
+    #[name = "Loop"]
+    Loop,
+    #[name = "Develop"]
+    Develop,
+    #[name = "New"]
+    New,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -100,6 +112,9 @@ pub struct ContinuoParams {
     pub register: IntParam,
     #[id = "rhythm"]
     pub rhythm: EnumParam<RhythmMode>,
+    /// Loop, Develop (the default) or New.
+    #[id = "variation"]
+    pub variation: EnumParam<VariationMode>,
     /// Candidates per answer: the one most in kind with the primer is played.
     #[id = "cands"]
     pub candidates: IntParam,
@@ -162,6 +177,7 @@ impl Default for ContinuoParams {
             density: texture_param("Density", &DENSITY_NAMES),
             register: texture_param("Register", &REGISTER_NAMES),
             rhythm: EnumParam::new("Rhythm", RhythmMode::Free),
+            variation: EnumParam::new("Variation", VariationMode::Develop),
             candidates: IntParam::new(
                 "Candidates",
                 DEFAULT_CANDIDATES as i32,
@@ -199,6 +215,11 @@ impl ContinuoParams {
             rhythm: match self.rhythm.value() {
                 RhythmMode::Free => Rhythm::Free,
                 RhythmMode::LikePrimer => Rhythm::LikePrimer,
+            },
+            variation: match self.variation.value() {
+                VariationMode::Loop => Variation::Loop,
+                VariationMode::Develop => Variation::Develop,
+                VariationMode::New => Variation::New,
             },
             candidates: self.candidates.value().clamp(1, MAX_CANDIDATES as i32) as u8,
         }

@@ -540,6 +540,7 @@ fn options(
         key_prefix: KeyPrefix::Detect,
         texture: settings.texture,
         rhythm: settings.rhythm,
+        variation: settings.variation,
         steer_texture: true,
         beats_per_bar: primer.beats_per_bar,
         start_on_downbeat: true,

@@ -292,6 +292,8 @@ fn saved_state_restores_parameters_seed_and_last_phrase_in_a_fresh_instance() {
     a.set_param("Polyphony", 1.0, 0.0);
     a.set_param("Register", 1.0, 0.0);
     a.set_param("Rhythm", 1.0, 0.0);
+    // Variation "Loop" (Loop, Develop, New).
+    a.set_param("Variation", 0.0, 0.0);
     a.triad_then_phrase();
     a.run_until(12.0);
     let saved = a.save_state();
@@ -317,6 +319,11 @@ fn saved_state_restores_parameters_seed_and_last_phrase_in_a_fresh_instance() {
     );
     assert_eq!(v["params"]["density"], serde_json::json!({"i32": 0}), "{v}");
     assert_eq!(v["params"]["rhythm"], serde_json::json!({"i32": 1}), "{v}");
+    assert_eq!(
+        v["params"]["variation"],
+        serde_json::json!({"i32": 0}),
+        "{v}"
+    );
     let session: serde_json::Value =
         serde_json::from_str(v["fields"]["session"].as_str().unwrap()).unwrap();
     let phrase = &session["last_phrase"];

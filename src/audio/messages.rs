@@ -2,6 +2,7 @@
 //! sending one through a pre-allocated bounded channel never allocates or frees.
 
 use crate::music::texture::{Rhythm, TextureRequest};
+use crate::music::variation::Variation;
 use crate::music::Note;
 
 /// Notes a primer can hold (the most recent win).
@@ -34,13 +35,16 @@ pub struct GenerationSettings {
     /// Register parameters).
     pub texture: TextureRequest,
     pub rhythm: Rhythm,
+    /// How much of the answer replays the primer's bars (the *Variation* parameter).
+    pub variation: Variation,
     /// Candidates sampled per answer; the one most in kind with the primer is played.
     pub candidates: u8,
 }
 
 impl Default for GenerationSettings {
     /// Neutral settings (the plugin reads its parameters instead): two bars, plain sampling,
-    /// the whole pitch range, no key lock, the texture like the primer, one candidate.
+    /// the whole pitch range, no key lock, the texture like the primer, the model's own bars
+    /// (*New*), one candidate.
     fn default() -> Self {
         Self {
             bars: 2,
@@ -52,6 +56,7 @@ impl Default for GenerationSettings {
             high: 127,
             texture: TextureRequest::default(),
             rhythm: Rhythm::Free,
+            variation: Variation::New,
             candidates: 1,
         }
     }

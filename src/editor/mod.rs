@@ -194,6 +194,7 @@ impl NiceEguiApp for EditorApp {
                                 labelled(ui, &self.params.density, &setter);
                                 labelled(ui, &self.params.register, &setter);
                                 labelled(ui, &self.params.rhythm, &setter);
+                                labelled(ui, &self.params.variation, &setter);
                                 labelled(ui, &self.params.candidates, &setter);
                                 ui.strong("Output");
                                 ui.end_row();

@@ -14,6 +14,7 @@ mod row_math;
 pub mod sampler;
 mod smeared_keys;
 pub mod transformer;
+pub mod variation;
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;

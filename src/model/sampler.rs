@@ -5,6 +5,7 @@ use super::{DecodeCache, Model};
 use crate::music::in_kind::check_in_kind;
 pub use crate::music::texture::Rhythm;
 use crate::music::texture::{TextureRequest, TextureTargets};
+pub use crate::music::variation::Variation;
 use crate::music::{detect_key, Key, Note, Phrase};
 use crate::tokens::{
     split_bars, Decoder, Grammar, InfillLayout, InfillSides, Token, Vocab, MAX_BAR_TICKS,
@@ -24,10 +25,13 @@ pub const MAX_CANDIDATES: usize = 8;
 
 /// When steering, each pitch's logit moves by this times the log of its weight in the told
 /// key's probe-tone profile ([`Key::profile_weight`]): the tonic is untouched, the fifth
-/// loses 0.4, chromatic notes about 2. The model was trained mostly on fiddle tunes in D, G
+/// loses 0.2, chromatic notes about 1. The model was trained mostly on fiddle tunes in D, G
 /// and A and drifts there (or to the relative minor) from a C major chord progression; a hard
-/// key lock stays the user's choice (*Key lock*), this only leans.
-pub const KEY_LEAN: f32 = 2.0;
+/// key lock stays the user's choice (*Key lock*), this only leans. Twice this kept 99 % of
+/// answers' note time in the primer's scale where real continuations keep 94 % (overlap of
+/// the two distributions 0.74, `eval --continuations` on the development set); this keeps 97 %
+/// (overlap 0.84).
+pub const KEY_LEAN: f32 = 1.0;
 /// When steering, a pitch this many semitones or fewer from the register it is steered toward
 /// is free; each semitone further costs [`REGISTER_LEAN`] in its logit.
 pub const REGISTER_FREE_SEMITONES: f32 = 4.0;
@@ -70,6 +74,9 @@ pub struct GenerateOptions {
     pub start_on_downbeat: bool,
     /// Refuse notes that would complete a run of the training data (the model's copy guard).
     pub copy_guard: Option<Arc<CopyGuard>>,
+    /// How much of the answer replays the primer's bars ([`super::variation`]). `New` here,
+    /// the decoding loop alone; the plugin and `continuo generate` default to `Develop`.
+    pub variation: Variation,
 }
 
 impl Default for GenerateOptions {
@@ -90,6 +97,7 @@ impl Default for GenerateOptions {
             beats_per_bar: 4.0,
             start_on_downbeat: false,
             copy_guard: None,
+            variation: Variation::New,
         }
     }
 }
@@ -293,8 +301,26 @@ pub fn generate_streaming(
     generate_with(&mut ModelScorer::new(model, device), primer, opts, on_note)
 }
 
-/// The sampling loop over any [`Scorer`], continuing `primer` by `opts.bars` bars.
+/// Continues `primer` by `opts.bars` bars over any [`Scorer`]: the decoding loop alone for
+/// [`Variation::New`], else the answer planned from the primer's bars
+/// ([`super::variation::answer_by_plan`]).
 pub fn generate_with(
+    scorer: &mut dyn Scorer,
+    primer: &Phrase,
+    opts: &GenerateOptions,
+    on_note: impl FnMut(StreamedNote) -> bool,
+) -> Result<Generated> {
+    match opts.variation {
+        Variation::New => continue_freely(scorer, primer, opts, on_note),
+        Variation::Loop | Variation::Develop => {
+            super::variation::answer_by_plan(scorer, primer, opts, on_note)
+        }
+    }
+}
+
+/// The sampling loop over any [`Scorer`], continuing `primer` by `opts.bars` bars with the
+/// model's own bars (whatever `opts.variation` says).
+pub fn continue_freely(
     scorer: &mut dyn Scorer,
     primer: &Phrase,
     opts: &GenerateOptions,

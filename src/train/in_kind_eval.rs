@@ -60,7 +60,7 @@ pub struct InKindRates {
     pub texture: f64,
     pub density: f64,
     pub register: f64,
-    pub key: f64,
+    pub scale: f64,
     pub alive: f64,
     pub new: f64,
 }
@@ -89,7 +89,7 @@ impl Tally {
             texture: r(self.checks[0]),
             density: r(self.checks[1]),
             register: r(self.checks[2]),
-            key: r(self.checks[3]),
+            scale: r(self.checks[3]),
             alive: r(self.checks[4]),
             new: r(self.checks[5]),
         }
@@ -127,7 +127,7 @@ impl InKindReport {
     pub fn table(&self) -> String {
         let mut s = format!(
             "{:<10} {:>5} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6}\n",
-            "role", "n", "in kind", "texture", "density", "register", "key", "alive", "new"
+            "role", "n", "in kind", "texture", "density", "register", "scale", "alive", "new"
         );
         let row = |name: &str, r: &InKindRates| {
             format!(
@@ -138,7 +138,7 @@ impl InKindReport {
                 r.texture,
                 r.density,
                 r.register,
-                r.key,
+                r.scale,
                 r.alive,
                 r.new
             )

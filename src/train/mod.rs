@@ -2,6 +2,8 @@
 
 pub mod baselines;
 pub mod card_text;
+pub mod continuation_eval;
+pub mod continuation_set;
 pub mod copy;
 pub mod dataset;
 pub mod eval;

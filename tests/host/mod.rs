@@ -48,9 +48,13 @@ impl HostHandlers for TestHost {
 }
 
 /// The bundle under test: built by `cargo xtask bundle continuo --features assert_process_allocs`
-/// (scripts/test.sh does that before `cargo test`).
+/// (scripts/test.sh does that before `cargo test`), or the one `CONTINUO_CLAP` names (the
+/// Windows bundle, when scripts/windows.sh runs these tests cross-built under Wine).
 pub fn bundle_path() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bundled/Continuo.clap");
+    let p = std::env::var_os("CONTINUO_CLAP").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bundled/Continuo.clap"),
+        PathBuf::from,
+    );
     assert!(
         p.is_file(),
         "{} is missing: run `cargo xtask bundle continuo --features assert_process_allocs` first (scripts/test.sh does)",

@@ -8,7 +8,7 @@ pub struct EvalArgs {
     #[arg(long, default_value = "models/default")]
     model: PathBuf,
     /// Folder of .mid files; evaluation uses its validation split (the files training held out).
-    #[arg(long, required_unless_present = "primers")]
+    #[arg(long, required_unless_present_any = ["primers", "continuations"])]
     data: Option<PathBuf>,
     /// Score every file of --data, not its validation split: for a folder of files kept
     /// out of training (e.g. a style's held-out songs).
@@ -21,6 +21,11 @@ pub struct EvalArgs {
     /// folder: the in-kind checks over its primers named ROLE--name.mid, a table by role.
     #[arg(long)]
     primers: Option<String>,
+    /// A folder of primers/ROLE--name.mid and real/ROLE--name.mid (the real next bars): the
+    /// answers, the model alone and a loop of each primer measured against the real bars
+    /// (reuse, groove, harmony, density, register, rhythm histograms), overall and by role.
+    #[arg(long, conflicts_with_all = ["primers", "data"])]
+    continuations: Option<PathBuf>,
     /// With a primer folder: continuations per primer (seeds 0..N).
     #[arg(long, default_value_t = 8)]
     seeds: usize,
@@ -176,6 +181,77 @@ fn stats_json(r: &EvalRow, notes: usize) -> serde_json::Value {
     })
 }
 
+/// The sampling options the flags ask for, answers starting on their first downbeat as the
+/// plugin's do.
+fn eval_options(a: &EvalArgs, loaded: &continuo::model::LoadedModel) -> GenerateOptions {
+    GenerateOptions {
+        bars: a.bars,
+        temperature: a.temperature,
+        top_p: a.top_p,
+        key_prefix: if a.no_key_prefix {
+            KeyPrefix::Any
+        } else {
+            KeyPrefix::Detect
+        },
+        texture: a.texture.request(),
+        rhythm: a.texture.rhythm,
+        variation: a.texture.variation,
+        steer_texture: !a.texture.unsteered,
+        candidates: a.texture.candidates as usize,
+        start_on_downbeat: true,
+        copy_guard: guard_unless(loaded, a.no_copy_guard),
+        ..Default::default()
+    }
+}
+
+/// `continuo eval --continuations DIR`: answers against the real next bars.
+pub fn run_continuation_eval(a: &EvalArgs, dir: &Path) -> Result<()> {
+    use continuo::model::sampler::ModelScorer;
+    use continuo::train::continuation_eval::{continuation_report, read_continuations};
+    if !dir.join("primers").is_dir() || !dir.join("real").is_dir() {
+        bail!(
+            "--continuations {}: needs primers/ and real/ folders of ROLE--name.mid files (scripts/continuation_set.sh builds one)",
+            dir.display()
+        );
+    }
+    let device = best_device();
+    let loaded = load_model(&a.model, &device)?;
+    let (examples, skipped) = read_continuations(dir);
+    for (path, why) in &skipped {
+        eprintln!("skipped {}: {why}", path.display());
+    }
+    if examples.is_empty() {
+        bail!("no primer with its real continuation in {}", dir.display());
+    }
+    let opts = eval_options(a, &loaded);
+    let t0 = std::time::Instant::now();
+    let report = continuation_report(
+        &mut ModelScorer::new(&loaded.model, &device),
+        &examples,
+        &opts,
+        a.seeds,
+    )?;
+    if a.json {
+        let mut j = serde_json::to_value(&report)?;
+        j["model"] = a.model.display().to_string().into();
+        j["folder"] = dir.display().to_string().into();
+        j["temperature"] = a.temperature.into();
+        j["seconds"] = t0.elapsed().as_secs_f64().into();
+        println!("{j}");
+    } else {
+        println!(
+            "{} primers × {} seeds, {} bars each, from {} ({:.0} s)\n{}",
+            examples.len(),
+            a.seeds,
+            a.bars,
+            dir.display(),
+            t0.elapsed().as_secs_f64(),
+            report.table()
+        );
+    }
+    Ok(())
+}
+
 /// `continuo eval --primers DIR`: the in-kind table.
 pub fn run_in_kind_eval(a: &EvalArgs, dir: &Path) -> Result<()> {
     use continuo::model::sampler::ModelScorer;
@@ -195,23 +271,7 @@ pub fn run_in_kind_eval(a: &EvalArgs, dir: &Path) -> Result<()> {
             dir.display()
         );
     }
-    let opts = GenerateOptions {
-        bars: a.bars,
-        temperature: a.temperature,
-        top_p: a.top_p,
-        key_prefix: if a.no_key_prefix {
-            KeyPrefix::Any
-        } else {
-            KeyPrefix::Detect
-        },
-        texture: a.texture.request(),
-        rhythm: a.texture.rhythm,
-        steer_texture: !a.texture.unsteered,
-        candidates: a.texture.candidates as usize,
-        start_on_downbeat: true,
-        copy_guard: guard_unless(&loaded, a.no_copy_guard),
-        ..Default::default()
-    };
+    let opts = eval_options(a, &loaded);
     let t0 = std::time::Instant::now();
     let mut scorer = ModelScorer::new(&loaded.model, &device);
     let report = if a.infill {
@@ -252,6 +312,9 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     use continuo::train::baselines::NGram;
     use continuo::train::copy::CopyIndex;
 
+    if let Some(dir) = &a.continuations {
+        return run_continuation_eval(&a, dir);
+    }
     let n_primers = match &a.primers {
         None => 32,
         Some(s) => match s.parse::<usize>() {
@@ -298,21 +361,9 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     let cases = primer_cases(&corpus.validation, 2, a.bars, n_primers);
     let copies = CopyIndex::new(&corpus.train);
     let opts = GenerateOptions {
-        bars: a.bars,
-        temperature: a.temperature,
-        top_p: a.top_p,
         seed: a.seed,
-        key_prefix: if a.no_key_prefix {
-            KeyPrefix::Any
-        } else {
-            KeyPrefix::Detect
-        },
-        texture: a.texture.request(),
-        rhythm: a.texture.rhythm,
-        steer_texture: !a.texture.unsteered,
-        candidates: a.texture.candidates as usize,
-        copy_guard: guard_unless(&loaded, a.no_copy_guard),
-        ..Default::default()
+        start_on_downbeat: false,
+        ..eval_options(&a, &loaded)
     };
 
     // One pass over the held-out windows gives the total and its parts.

@@ -149,6 +149,7 @@ fn options(
         key_prefix: KeyPrefix::Detect,
         texture: a.texture.request(),
         rhythm: a.texture.rhythm,
+        variation: a.texture.variation,
         steer_texture: !a.texture.unsteered,
         candidates: a.texture.candidates as usize,
         beats_per_bar: primer.beats_per_bar,

@@ -12,6 +12,7 @@ use continuo::music::parse::{parse_key, parse_pitch};
 use continuo::music::texture::{
     Rhythm, TextureRequest, Told, DENSITY_NAMES, POLYPHONY_NAMES, REGISTER_NAMES,
 };
+use continuo::music::variation::Variation;
 use continuo::music::{detect_key, Key};
 use continuo::tokens::{Vocab, PREFIX_LEN};
 use continuo::train::eval::{continuation_stats, nll_by_kind, primer_cases, windows};
@@ -51,6 +52,54 @@ enum Command {
     /// (Re)build a model's copy guard from the corpus it was trained on (`continuo train`
     /// writes one; this is for models trained before it did).
     CopyGuard(CopyGuardArgs),
+    /// Cut the real-continuation development set of `eval --continuations`: two-bar primers
+    /// and the real next four bars of the same parts, from held-out material only.
+    ContinuationSet(ContinuationSetArgs),
+}
+
+#[derive(Args)]
+struct ContinuationSetArgs {
+    /// A training corpus: only its held-out split is cut, and only the sources named.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Source folders of --data to cut from.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "bach,freedoom,pianobooster,oneills1850,ryansMammoth,miscFolk"
+    )]
+    sources: Vec<String>,
+    /// Folders kept out of training entirely, cut whole (e.g. data/style/heldout).
+    #[arg(long)]
+    whole: Vec<PathBuf>,
+    /// Most cuts of one role.
+    #[arg(long, default_value_t = 60)]
+    per_role: usize,
+    #[arg(long, default_value = "data/continuations")]
+    out: PathBuf,
+}
+
+fn run_continuation_set(a: ContinuationSetArgs) -> Result<()> {
+    use continuo::train::continuation_set::{balance, collect_cuts, write_set};
+    let cuts = collect_cuts(a.data.as_deref(), &a.sources, &a.whole)?;
+    let found = cuts.len();
+    let kept = balance(cuts, a.per_role);
+    write_set(&kept, &a.out)?;
+    let mut by_role = std::collections::BTreeMap::<&str, usize>::new();
+    for c in &kept {
+        *by_role.entry(c.role).or_default() += 1;
+    }
+    println!(
+        "{} of {found} cuts written to {} ({})",
+        kept.len(),
+        a.out.display(),
+        by_role
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
 }
 
 #[derive(Args)]
@@ -108,6 +157,11 @@ struct TextureArgs {
     /// Onsets anywhere (free) or only where the primer has onsets in its bars (primer).
     #[arg(long, default_value = "free", value_parser = rhythm_arg)]
     rhythm: Rhythm,
+    /// How much of the answer replays the primer's bars: loop (the primer's bars, every
+    /// fourth written anew), develop (half the answer replays them, then the model
+    /// continues) or new (the model's own bars throughout).
+    #[arg(long, default_value = "develop", value_parser = variation_arg)]
+    variation: Variation,
     /// Sample this many candidates per answer and keep the one most in kind with the primer
     /// (texture, density, register, key, alive, new); 1 keeps the first sample.
     #[arg(long, default_value_t = DEFAULT_CANDIDATES as u32, value_parser = clap::value_parser!(u32).range(1..=MAX_CANDIDATES as i64))]
@@ -139,6 +193,10 @@ fn rhythm_arg(s: &str) -> std::result::Result<Rhythm, String> {
         "primer" | "like-primer" => Ok(Rhythm::LikePrimer),
         _ => Err(format!("'{s}' is neither free nor primer")),
     }
+}
+
+fn variation_arg(s: &str) -> std::result::Result<Variation, String> {
+    Variation::parse(s).ok_or_else(|| format!("'{s}' is none of {}", Variation::NAMES.join(", ")))
 }
 
 fn positive_f32(s: &str) -> Result<f32, String> {
@@ -185,6 +243,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => run_eval(a),
         Command::Bench(a) => run_bench(a),
         Command::CopyGuard(a) => run_copy_guard(a),
+        Command::ContinuationSet(a) => run_continuation_set(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
