@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up, then run every test. The plugin tests load the bundle built here with
-# `assert_process_allocs`, which aborts on any allocation inside process().
+# `assert_process_allocs`, which aborts on any allocation inside process(). Then the Windows
+# build under Wine, the macOS checks and the release packages (scripts/windows.sh,
+# scripts/macos_check.sh, scripts/release.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,4 +13,10 @@ cargo test --no-fail-fast --features assert_process_allocs -- --test-threads=8 |
 # A real host: Ardour 7 headless with the same VST3 bundle (bar-line start, 3/4, loops, every
 # note-off), after the cargo tests so that a failure of either still runs the other.
 python3 scripts/ardour_check.py --bundle target/bundled/Continuo.vst3 || status=$?
+# Other platforms, after the Linux checks (the Windows bundle shares target/bundled/ while it
+# is built): Windows cross-built and checked under Wine, macOS type-checked, then the release
+# zips for Linux and Windows.
+bash scripts/windows.sh || status=$?
+bash scripts/macos_check.sh || status=$?
+bash scripts/release.sh || status=$?
 exit $status

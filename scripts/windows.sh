@@ -19,6 +19,7 @@ rm -rf "$out/Continuo.clap" "$out/Continuo.vst3"
 mv target/bundled/Continuo.clap "$out/Continuo.clap"
 mkdir -p "$out/Continuo.vst3/Contents"
 mv target/bundled/Continuo.vst3/Contents/x86_64-win "$out/Continuo.vst3/Contents/"
+rm -f target/bundled/Continuo.exe  # the xtask also bundles the CLI as a "standalone"
 cargo build --release --target "$target" --bin continuo
 cp "target/$target/release/continuo.exe" "$out/continuo.exe"
 

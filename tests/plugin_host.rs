@@ -543,3 +543,22 @@ fn a_fine_tuned_model_folder_loads_from_the_session_and_plays() {
     );
     assert!(unbalanced(&s.out).is_empty(), "{:?}", unbalanced(&s.out));
 }
+
+#[test]
+fn a_host_that_takes_only_midi_events_hears_no_notes_as_carla_and_qtractor_do() {
+    // The README's host guide says Continuo's CLAP carries no notes to Carla's or Qtractor's
+    // CLAP hosts (they take only CLAP_EVENT_MIDI; nice-plug sends note events). This keeps
+    // that sentence true: when notes start arriving as MIDI, this fails and the guide changes.
+    let notes = triad_session(RATE, BLOCK);
+    assert!(notes.out.iter().any(|o| o.on && o.beat >= 8.0), "no answer at all");
+    let mut midi = Session::new(RATE, BLOCK);
+    midi.midi_only = true;
+    midi.set_param("Length", PHRASE_BARS, 1.0);
+    midi.triad_then_phrase();
+    midi.run_until(8.0 + PHRASE_BARS * 4.0 + 1.0);
+    assert!(
+        midi.out.is_empty(),
+        "a MIDI-only host heard {} events",
+        midi.out.len()
+    );
+}

@@ -5,7 +5,7 @@
 use clack_extensions::params::{ParamInfoBuffer, PluginParams};
 use clack_extensions::state::PluginState;
 use clack_host::events::event_types::{
-    NoteOffEvent, NoteOnEvent, ParamValueEvent, TransportEvent, TransportFlags,
+    MidiEvent, NoteOffEvent, NoteOnEvent, ParamValueEvent, TransportEvent, TransportFlags,
 };
 use clack_host::events::io::EventBuffer;
 use clack_host::events::{EventFlags, EventHeader, Match};
@@ -109,6 +109,9 @@ pub struct Session {
     pending_params: Vec<(u32, f64)>,
     /// Run at most this many times faster than real time (the editor test paces itself).
     pub speed: f64,
+    /// Take only `CLAP_EVENT_MIDI` notes from the plugin, as Carla's and Qtractor's CLAP hosts
+    /// do (their note events are dropped).
+    pub midi_only: bool,
     started: Instant,
     simulated: f64,
 }
@@ -161,6 +164,7 @@ impl Session {
             pending_in: Vec::new(),
             pending_params: Vec::new(),
             speed: 1.0e6,
+            midi_only: false,
             started: Instant::now(),
             simulated: 0.0,
         };
@@ -316,18 +320,31 @@ impl Session {
             _ => beat0 + time as f64 * bps,
         };
         for e in output.iter() {
-            let (time, pckn, on) = if let Some(on) = e.as_event::<NoteOnEvent>() {
-                (on.header().time(), on.pckn(), true)
+            let (time, channel, key, on) = if let Some(midi) = e.as_event::<MidiEvent>() {
+                let [status, key, velocity] = midi.data();
+                let on = match status & 0xF0 {
+                    0x90 if velocity > 0 => true,
+                    0x80 | 0x90 => false,
+                    _ => continue,
+                };
+                let channel = (status & 0x0F) as i16;
+                (midi.header().time(), channel, key as i16, on)
+            } else if self.midi_only {
+                continue;
+            } else if let Some(on) = e.as_event::<NoteOnEvent>() {
+                let p = on.pckn();
+                (on.header().time(), p.raw_channel(), p.raw_key(), true)
             } else if let Some(off) = e.as_event::<NoteOffEvent>() {
-                (off.header().time(), off.pckn(), false)
+                let p = off.pckn();
+                (off.header().time(), p.raw_channel(), p.raw_key(), false)
             } else {
                 continue;
             };
             self.out.push(Out {
                 sample: self.sample + time as u64,
                 beat: beat_at(time),
-                channel: pckn.raw_channel(),
-                key: pckn.raw_key(),
+                channel,
+                key,
                 on,
             });
         }
