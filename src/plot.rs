@@ -1,5 +1,6 @@
 //! Pictures: the training loss curve and a piano roll of primer + continuation (PNG).
 
+use crate::music::parse::pitch_name;
 use crate::music::Note;
 use plotters::prelude::*;
 use std::path::Path;
@@ -114,13 +115,11 @@ pub fn draw_piano_roll(
         .map(Note::end)
         .fold(continuation_start + beats_per_bar, f64::max);
     let end = (end / beats_per_bar).ceil() * beats_per_bar;
-    let lo = all
-        .clone()
-        .map(|n| n.pitch)
-        .min()
-        .unwrap_or(60)
-        .saturating_sub(2) as i32;
-    let hi = all.map(|n| n.pitch).max().unwrap_or(72).saturating_add(3) as i32;
+    let lo = all.clone().map(|n| n.pitch).min().unwrap_or(60).saturating_sub(2) as f64;
+    let hi = all.map(|n| n.pitch).max().unwrap_or(72).saturating_add(2) as f64;
+    // A row per pitch, centred on its label; names on every pitch while they fit.
+    let (lo, hi) = (lo - 0.5, hi + 0.5);
+    let rows = (hi - lo) as usize;
 
     let root = BitMapBackend::new(path, (1000, 400)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
@@ -131,11 +130,22 @@ pub fn draw_piano_roll(
         .y_label_area_size(40)
         .build_cartesian_2d(0.0..end, lo..hi)
         .map_err(|e| plot_err(path, e))?;
+    let step = rows.div_ceil(24).max(1);
     chart
         .configure_mesh()
-        .x_desc("beats")
+        .x_desc("bar")
         .y_desc("pitch")
         .disable_x_mesh()
+        .x_labels(0)
+        .y_labels(rows / step + 1)
+        .y_label_formatter(&|y| {
+            let p = y.round();
+            if (p - y).abs() < 0.01 && (0.0..=127.0).contains(&p) {
+                pitch_name(p as u8)
+            } else {
+                String::new()
+            }
+        })
         .draw()
         .map_err(|e| plot_err(path, e))?;
     let bars = (end / beats_per_bar).round() as usize;
@@ -145,9 +155,20 @@ pub fn draw_piano_roll(
             PathElement::new(vec![(x, lo), (x, hi)], BLACK.mix(0.3))
         }))
         .map_err(|e| plot_err(path, e))?;
+    // Bar numbers, counted from 1, just inside the top of each bar.
+    chart
+        .draw_series((0..bars).map(|b| {
+            Text::new(
+                format!("{}", b + 1),
+                (b as f64 * beats_per_bar + end * 0.004, hi - 0.2),
+                ("sans-serif", 14).into_font().color(&BLACK.mix(0.7)),
+            )
+        }))
+        .map_err(|e| plot_err(path, e))?;
     let rect = |n: &Note, color: RGBColor| {
+        let p = n.pitch as f64;
         Rectangle::new(
-            [(n.start, n.pitch as i32), (n.end(), n.pitch as i32 + 1)],
+            [(n.start, p - 0.45), (n.end(), p + 0.45)],
             color.mix(0.4 + 0.6 * n.velocity as f64 / 127.0).filled(),
         )
     };

@@ -38,6 +38,14 @@ pub fn parse_key(text: &str) -> Option<Key> {
     })
 }
 
+/// A MIDI note number's name with octave, as [`parse_pitch`] reads it (60 = "C4", 66 = "F#4").
+pub fn pitch_name(pitch: u8) -> String {
+    const NAMES: [&str; 12] = [
+        "C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B",
+    ];
+    format!("{}{}", NAMES[(pitch % 12) as usize], pitch as i32 / 12 - 1)
+}
+
 /// Parses a MIDI note number ("60") or a note name with octave ("C4" = 60, "F#3", "Bb5").
 pub fn parse_pitch(text: &str) -> Option<u8> {
     let t = text.trim();
@@ -64,6 +72,15 @@ pub fn parse_pitch(text: &str) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_pitch_name_reads_back_as_its_pitch() {
+        for p in 0..=127u8 {
+            assert_eq!(parse_pitch(&pitch_name(p)), Some(p), "{}", pitch_name(p));
+        }
+        assert_eq!(pitch_name(60), "C4");
+        assert_eq!(pitch_name(70), "Bb4");
+    }
 
     #[test]
     fn keys_parse_as_musicians_write_them() {
