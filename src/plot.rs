@@ -115,7 +115,12 @@ pub fn draw_piano_roll(
         .map(Note::end)
         .fold(continuation_start + beats_per_bar, f64::max);
     let end = (end / beats_per_bar).ceil() * beats_per_bar;
-    let lo = all.clone().map(|n| n.pitch).min().unwrap_or(60).saturating_sub(2) as f64;
+    let lo = all
+        .clone()
+        .map(|n| n.pitch)
+        .min()
+        .unwrap_or(60)
+        .saturating_sub(2) as f64;
     let hi = all.map(|n| n.pitch).max().unwrap_or(72).saturating_add(2) as f64;
     // A row per pitch, centred on its label; names on every pitch while they fit.
     let (lo, hi) = (lo - 0.5, hi + 0.5);

@@ -550,7 +550,10 @@ fn a_host_that_takes_only_midi_events_hears_no_notes_as_carla_and_qtractor_do() 
     // CLAP hosts (they take only CLAP_EVENT_MIDI; nice-plug sends note events). This keeps
     // that sentence true: when notes start arriving as MIDI, this fails and the guide changes.
     let notes = triad_session(RATE, BLOCK);
-    assert!(notes.out.iter().any(|o| o.on && o.beat >= 8.0), "no answer at all");
+    assert!(
+        notes.out.iter().any(|o| o.on && o.beat >= 8.0),
+        "no answer at all"
+    );
     let mut midi = Session::new(RATE, BLOCK);
     midi.midi_only = true;
     midi.set_param("Length", PHRASE_BARS, 1.0);

@@ -20,10 +20,12 @@ use continuo::train::{dataset, train, BaseMix, TrainOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod device_check;
 mod eval;
 mod generate;
 mod train;
 
+use device_check::{run_device_check, DeviceCheckArgs};
 use eval::{run_eval, EvalArgs};
 use generate::{run_generate, GenerateArgs};
 use train::{run_train, TrainArgs};
@@ -55,6 +57,9 @@ enum Command {
     /// Cut the real-continuation development set of `eval --continuations`: two-bar primers
     /// and the real next four bars of the same parts, from held-out material only.
     ContinuationSet(ContinuationSetArgs),
+    /// The shipped model on this build's best device (a GPU with --features cuda or metal)
+    /// against the CPU: logits of a fixed prompt, and answer times (scripts/gpu_check.sh).
+    DeviceCheck(DeviceCheckArgs),
 }
 
 #[derive(Args)]
@@ -244,6 +249,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => run_bench(a),
         Command::CopyGuard(a) => run_copy_guard(a),
         Command::ContinuationSet(a) => run_continuation_set(a),
+        Command::DeviceCheck(a) => run_device_check(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
