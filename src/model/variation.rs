@@ -134,6 +134,20 @@ pub fn answer_by_plan(
         for n in &mut answer {
             n.duration = n.duration.min(end - n.start);
         }
+        // The copy guard keeps what the model writes from completing a run of a training tune,
+        // but replayed bars are the primer's: when the primer quotes a training tune, the
+        // answer would quote it too. Then the model's own answer is played instead.
+        if opts.copy_guard.as_ref().is_some_and(|g| g.copies(&answer)) {
+            let g = continue_freely(scorer, primer, &o, |_| true)?;
+            tokens += g.tokens;
+            variations.push(
+                g.variations
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| Phrase::new(vec![], bpb)),
+            );
+            continue;
+        }
         variations.push(Phrase::new(answer, bpb));
     }
     'deliver: for (variation, phrase) in variations.iter().enumerate() {

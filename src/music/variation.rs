@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 pub enum Variation {
     /// The primer's bars again, the last bar of every four written anew by the model.
     Loop,
-    /// The primer's bars for the first half of the answer, three quarters after a primer
-    /// built as a loop (the last of them written anew by the model hearing both sides), then
-    /// the model's continuation of all that.
+    /// The primer's bars for the first quarter of the answer, three quarters after a primer
+    /// built as a pattern (a loop, chords, one bar; the last replayed bar written anew by the
+    /// model hearing both sides), then the model's continuation of all that.
     #[default]
     Develop,
     /// The model's own continuation in the primer's texture, from the first bar.
@@ -97,12 +97,12 @@ pub fn plan(variation: Variation, loop_bars: usize, bars: usize, pattern_part: b
                 .collect(),
         },
         Variation::Develop => {
-            // Half the answer (a 2-bar primer answered in 4 bars replays its 2 bars), three
-            // quarters after a pattern part's primer (module doc).
+            // A quarter of the answer after a line's primer (a 2-bar primer answered in 4
+            // bars replays its first bar), three quarters after a pattern part's (module doc).
             let replayed = if pattern_part {
                 (3 * bars).div_ceil(4)
             } else {
-                bars.div_ceil(2)
+                bars.div_ceil(4)
             };
             Plan {
                 bars: (0..bars)
@@ -129,16 +129,14 @@ mod tests {
     use BarSource::*;
 
     #[test]
-    fn develop_replays_the_primer_for_half_the_answer_and_varies_its_last_replayed_bar() {
+    fn develop_replays_a_lines_first_bar_and_lets_the_model_go_on() {
         let p = plan(Variation::Develop, 2, 4, false);
-        assert_eq!(p.bars, vec![Primer(0), Primer(1), Model, Model]);
-        assert_eq!(p.refill, vec![1]);
-        assert_eq!(p.replayed(), 2);
-        let one_bar_riff = plan(Variation::Develop, 1, 4, false);
-        assert_eq!(one_bar_riff.bars, vec![Primer(0), Primer(0), Model, Model]);
+        assert_eq!(p.bars, vec![Primer(0), Model, Model, Model]);
+        assert!(p.refill.is_empty());
+        assert_eq!(p.replayed(), 1);
         let eight = plan(Variation::Develop, 2, 8, false);
-        assert_eq!(eight.replayed(), 4);
-        assert_eq!(eight.refill, vec![3]);
+        assert_eq!(eight.bars[..3], [Primer(0), Primer(1), Model]);
+        assert_eq!(eight.refill, vec![1]);
         assert_eq!(plan(Variation::Develop, 2, 1, false).bars, vec![Primer(0)]);
         assert!(plan(Variation::Develop, 2, 1, false).refill.is_empty());
     }
