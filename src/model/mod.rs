@@ -1,5 +1,6 @@
 //! Next-token models over the event vocabulary (candle), their files on disk, and sampling.
 
+pub mod answer;
 mod attention;
 pub mod copy_guard;
 pub mod decode;
@@ -20,10 +21,9 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
+pub use answer::{generate, generate_streaming, generate_with};
 pub use files::{load_model, save_model, LoadedModel, ModelCard, ModelError};
-pub use sampler::{
-    generate, generate_streaming, GenerateOptions, Generated, KeyPrefix, StreamedNote,
-};
+pub use sampler::{GenerateOptions, Generated, KeyPrefix, StreamedNote};
 
 /// Largest size of any dimension a model folder may name (layers, heads, widths, context).
 pub const MAX_DIMENSION: usize = 1 << 16;

@@ -262,16 +262,6 @@ fn allowed_positions(
     allowed
 }
 
-/// Generates without streaming; see [`generate_streaming`].
-pub fn generate(
-    model: &Model,
-    device: &Device,
-    primer: &Phrase,
-    opts: &GenerateOptions,
-) -> Result<Generated> {
-    generate_streaming(model, device, primer, opts, |_| true)
-}
-
 /// Fills bars `gap` of `phrase` with the model; see [`infill_with`].
 pub fn infill(
     model: &Model,
@@ -287,35 +277,6 @@ pub fn infill(
         opts,
         |_| true,
     )
-}
-
-/// Continues `primer`, calling `on_note` with each note as soon as it is decoded; stops
-/// early when `on_note` returns false (a newer request superseded this one).
-pub fn generate_streaming(
-    model: &Model,
-    device: &Device,
-    primer: &Phrase,
-    opts: &GenerateOptions,
-    on_note: impl FnMut(StreamedNote) -> bool,
-) -> Result<Generated> {
-    generate_with(&mut ModelScorer::new(model, device), primer, opts, on_note)
-}
-
-/// Continues `primer` by `opts.bars` bars over any [`Scorer`]: the decoding loop alone for
-/// [`Variation::New`], else the answer planned from the primer's bars
-/// ([`super::variation::answer_by_plan`]).
-pub fn generate_with(
-    scorer: &mut dyn Scorer,
-    primer: &Phrase,
-    opts: &GenerateOptions,
-    on_note: impl FnMut(StreamedNote) -> bool,
-) -> Result<Generated> {
-    match opts.variation {
-        Variation::New => continue_freely(scorer, primer, opts, on_note),
-        Variation::Loop | Variation::Develop => {
-            super::variation::answer_by_plan(scorer, primer, opts, on_note)
-        }
-    }
 }
 
 /// The sampling loop over any [`Scorer`], continuing `primer` by `opts.bars` bars with the

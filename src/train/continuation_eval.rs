@@ -19,7 +19,8 @@
 use super::dataset::midi_files;
 use super::in_kind_eval::ROLE_SEPARATOR;
 use crate::midi_file::read_midi;
-use crate::model::sampler::{generate_with, Scorer, Variation};
+use crate::model::generate_with;
+use crate::model::sampler::{Scorer, Variation};
 use crate::model::GenerateOptions;
 use crate::music::coherence::{coherence, loop_of, Coherence, LENGTH_BINS};
 use crate::music::in_kind::{check_in_kind, InKind};

@@ -3,7 +3,8 @@
 
 use super::copy::CopyIndex;
 use super::Piece;
-use crate::model::sampler::{generate_with, Scorer};
+use crate::model::generate_with;
+use crate::model::sampler::Scorer;
 use crate::model::{GenerateOptions, Model};
 use crate::music::{detect_key, metrics, Phrase};
 use crate::tokens::{Vocab, PREFIX_LEN};

@@ -2,7 +2,8 @@
 //! `ROLE--name.mid`, by role and overall, so anyone can measure a model on their own primers.
 
 use crate::midi_file::read_midi;
-use crate::model::sampler::{generate_with, infill_with, Scorer};
+use crate::model::generate_with;
+use crate::model::sampler::{infill_with, Scorer};
 use crate::model::GenerateOptions;
 use crate::music::in_kind::{check_in_kind, InKind};
 use crate::music::{Note, Phrase};
