@@ -249,14 +249,7 @@ pub fn loop_of(primer: &[Note], primer_bars: usize, bars: usize, beats_per_bar: 
 mod tests {
     use super::*;
 
-    fn n(start: f64, duration: f64, pitch: u8) -> Note {
-        Note {
-            start,
-            duration,
-            pitch,
-            velocity: 90,
-        }
-    }
+    use crate::music::phrase::test_note as n;
 
     /// E–F#–A–B, a one-bar funk riff in eighths and quarters.
     fn riff(bar: usize, transpose: u8) -> Vec<Note> {

@@ -72,14 +72,7 @@ pub fn empty_beat_rate(notes: &[Note], beats: f64) -> f64 {
 mod tests {
     use super::*;
 
-    fn n(start: f64, duration: f64, pitch: u8) -> Note {
-        Note {
-            start,
-            duration,
-            pitch,
-            velocity: 80,
-        }
-    }
+    use crate::music::phrase::test_note as n;
 
     #[test]
     fn a_held_triad_has_polyphony_three() {

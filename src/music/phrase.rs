@@ -101,6 +101,17 @@ pub fn sort_notes(notes: &mut [Note]) {
     });
 }
 
+/// A note of velocity 80, for the tests of the modules that measure notes.
+#[cfg(test)]
+pub(crate) fn test_note(start: f64, duration: f64, pitch: u8) -> Note {
+    Note {
+        start,
+        duration,
+        pitch,
+        velocity: 80,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

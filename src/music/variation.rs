@@ -24,15 +24,17 @@ pub enum Variation {
 }
 
 impl Variation {
+    pub const ALL: [Variation; 3] = [Variation::Loop, Variation::Develop, Variation::New];
     pub const NAMES: [&'static str; 3] = ["loop", "develop", "new"];
 
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
     pub fn parse(text: &str) -> Option<Variation> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "loop" => Some(Variation::Loop),
-            "develop" => Some(Variation::Develop),
-            "new" => Some(Variation::New),
-            _ => None,
-        }
+        let text = text.trim().to_ascii_lowercase();
+        Self::ALL.into_iter().find(|v| v.name() == text)
     }
 }
 

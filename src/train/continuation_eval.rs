@@ -17,7 +17,7 @@
 //! 0.5, 1, 4; in scale 0.5, 0.05, 10.
 
 use super::dataset::midi_files;
-use super::in_kind_eval::ROLE_SEPARATOR;
+use super::in_kind_eval::role_of_file;
 use crate::midi_file::read_midi;
 use crate::model::generate_with;
 use crate::model::sampler::{Scorer, Variation};
@@ -47,22 +47,22 @@ pub fn read_continuations(dir: &Path) -> (Vec<ContinuationExample>, Vec<(PathBuf
         let Some(file) = path.file_name().map(|f| f.to_owned()) else {
             continue;
         };
+        let role = match role_of_file(&path) {
+            Ok(role) => role,
+            Err(why) => {
+                skipped.push((path, why));
+                continue;
+            }
+        };
         let name = Path::new(&file)
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let Some((role, _)) = name.split_once(ROLE_SEPARATOR) else {
-            skipped.push((
-                path,
-                format!("name has no role; call it ROLE{ROLE_SEPARATOR}name.mid"),
-            ));
-            continue;
-        };
         let real_path = dir.join("real").join(&file);
         match (read_midi(&path), read_midi(&real_path)) {
             (Ok(p), Ok(r)) if !p.melodic.notes.is_empty() && !r.melodic.notes.is_empty() => {
                 examples.push(ContinuationExample {
-                    role: role.to_ascii_lowercase(),
+                    role,
                     name,
                     primer: p.melodic,
                     real: r.melodic,
@@ -272,7 +272,7 @@ pub fn continuation_report(
         measured: vec![],
     };
     let mut answer = Answers {
-        name: format!("answer ({})", variation_name(opts.variation)),
+        name: format!("answer ({})", opts.variation.name()),
         measured: vec![],
     };
     let mut alone = Answers {
@@ -338,14 +338,6 @@ pub fn continuation_report(
         seeds,
         bars: opts.bars,
     })
-}
-
-fn variation_name(v: Variation) -> &'static str {
-    match v {
-        Variation::Loop => "loop",
-        Variation::Develop => "develop",
-        Variation::New => "new",
-    }
 }
 
 impl ContinuationReport {

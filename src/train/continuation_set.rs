@@ -59,6 +59,21 @@ fn bar_has_onset(notes: &[Note], bar: usize, bpb: f64) -> bool {
         .any(|n| (n.start / bpb).floor() as usize == bar)
 }
 
+/// The notes starting in `[from, to)`, moved to start at 0 and cut at `to`.
+fn slice_within(phrase: &Phrase, from: f64, to: f64) -> Phrase {
+    let cut = phrase.slice(from, to);
+    Phrase::new(
+        cut.notes
+            .iter()
+            .map(|n| Note {
+                duration: n.duration.min(to - from - n.start),
+                ..*n
+            })
+            .collect(),
+        phrase.beats_per_bar,
+    )
+}
+
 /// The cuts of one part (notes timed from the file's first bar line).
 pub fn cuts_of_part(source: &Path, part_index: usize, part: &Phrase) -> Vec<Cut> {
     let q = crate::tokens::quantize(part);
@@ -75,29 +90,8 @@ pub fn cuts_of_part(source: &Path, part_index: usize, part: &Phrase) -> Vec<Cut>
             let at = bar as f64 * bpb;
             let split = at + PRIMER_BARS as f64 * bpb;
             let end = split + REAL_BARS as f64 * bpb;
-            let primer = q.slice(at, split);
-            let primer = Phrase::new(
-                primer
-                    .notes
-                    .iter()
-                    .map(|n| Note {
-                        duration: n.duration.min(split - at - n.start),
-                        ..*n
-                    })
-                    .collect(),
-                bpb,
-            );
-            let real = q.slice(split, end);
-            let real = Phrase::new(
-                real.notes
-                    .iter()
-                    .map(|n| Note {
-                        duration: n.duration.min(end - split - n.start),
-                        ..*n
-                    })
-                    .collect(),
-                bpb,
-            );
+            let primer = slice_within(&q, at, split);
+            let real = slice_within(&q, split, end);
             let six: Vec<Note> = q.slice(at, end).notes;
             cuts.push(Cut {
                 source: source.to_owned(),
@@ -259,14 +253,7 @@ pub fn write_set(cuts: &[Cut], out: &Path) -> Result<(), SetError> {
 mod tests {
     use super::*;
 
-    fn n(start: f64, duration: f64, pitch: u8) -> Note {
-        Note {
-            start,
-            duration,
-            pitch,
-            velocity: 80,
-        }
-    }
+    use crate::music::phrase::test_note as n;
 
     #[test]
     fn a_part_is_cut_at_four_bar_groups_into_two_primer_and_four_real_bars() {

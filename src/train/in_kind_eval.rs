@@ -15,6 +15,17 @@ use std::path::{Path, PathBuf};
 /// Separates the role from the name in a primer's file name.
 pub const ROLE_SEPARATOR: &str = "--";
 
+/// The role a file's name gives (`ROLE--name.mid` → `role`, lowercase), or why it gives none.
+pub fn role_of_file(path: &Path) -> Result<String, String> {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    stem.split_once(ROLE_SEPARATOR)
+        .map(|(role, _)| role.to_ascii_lowercase())
+        .ok_or_else(|| format!("name has no role; call it ROLE{ROLE_SEPARATOR}name.mid"))
+}
+
 /// One primer of the folder.
 #[derive(Debug, Clone)]
 pub struct RolePrimer {
@@ -29,20 +40,16 @@ pub fn read_primers(dir: &Path) -> (Vec<RolePrimer>, Vec<(PathBuf, String)>) {
     let mut primers = Vec::new();
     let mut skipped = Vec::new();
     for path in midi_files(dir) {
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let Some((role, _)) = stem.split_once(ROLE_SEPARATOR) else {
-            skipped.push((
-                path,
-                format!("name has no role; call it ROLE{ROLE_SEPARATOR}name.mid"),
-            ));
-            continue;
+        let role = match role_of_file(&path) {
+            Ok(role) => role,
+            Err(why) => {
+                skipped.push((path, why));
+                continue;
+            }
         };
         match read_midi(&path) {
             Ok(song) if !song.melodic.notes.is_empty() => primers.push(RolePrimer {
-                role: role.to_ascii_lowercase(),
+                role,
                 primer: song.melodic,
                 path,
             }),
