@@ -13,6 +13,7 @@ pub mod tokens;
 pub mod train;
 
 pub mod allocator;
+pub mod answer_bench;
 pub mod audio;
 pub mod bench;
 pub mod logging;

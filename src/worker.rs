@@ -290,7 +290,7 @@ impl WorkerState {
             return Ok(());
         };
         let primer = Phrase::new(p.notes().to_vec(), p.beats_per_bar);
-        let opts = options(&p.settings, &primer, loaded.copy_guard.clone());
+        let opts = generate_options(&p.settings, &primer, loaded.copy_guard.clone());
         {
             let mut view = self.shared.view();
             view.generating = true;
@@ -386,7 +386,7 @@ impl WorkerState {
             .map_or_else(GenerationSettings::default, |p| p.settings);
         let opts = GenerateOptions {
             seed,
-            ..options(&settings, &primer, loaded.copy_guard.clone())
+            ..generate_options(&settings, &primer, loaded.copy_guard.clone())
         };
         {
             let mut view = self.shared.view();
@@ -514,7 +514,7 @@ fn send_notes(
 
 /// The sampling options of the plugin's settings; `primer` is what *Key lock: from primer*
 /// listens to.
-fn options(
+pub fn generate_options(
     settings: &GenerationSettings,
     primer: &Phrase,
     copy_guard: Option<std::sync::Arc<CopyGuard>>,

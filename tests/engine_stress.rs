@@ -5,11 +5,16 @@
 //! arriving late, superseded or unsorted, bars of the playing phrase swapped (*Regenerate
 //! bar*, *Undo*), whole or cut off, for the right phrase or a stale one. After every block and at the end it checks what
 //! leaves the engine: no note-on of a sounding key, every note-on ended, the player's keys in
-//! the order played, valid pitches and velocities, nothing sounding past a loop end.
+//! the order played, valid pitches and velocities, nothing sounding past a loop end and nothing
+//! starting after it while the host loops (loops of any length from anywhere, down to loops
+//! too short to play, coming round several times in one block or ending within rounding of
+//! a block's first sample), every primer sent in order and inside its bars, and the take
+//! never holding a key the player let go (bypass toggled while keys are held).
 //!
 //! `CONTINUO_STRESS_SEQUENCES=1000000 cargo test --release --test engine_stress` runs a
 //! million sequences; the failing seed is printed, and `CONTINUO_STRESS_SEED=N` runs one.
 
+use continuo::audio::capture::MAX_PRIMER_BARS;
 use continuo::audio::clock::TransportInfo;
 use continuo::audio::engine::{Engine, EngineSettings, InputNote};
 use continuo::audio::messages::{BarSwap, GenerationSettings, PhraseChunk, PrimerSnapshot};
@@ -69,24 +74,29 @@ impl Host {
         }
     }
 
-    /// Moves on by one block; returns the sample where the loop end fell inside it, if the
-    /// block crossed it (the host reports the block unsplit and the jump in the next one).
-    fn advance(&mut self, samples: usize, tempo_used: f64) -> Option<u32> {
+    /// Whether the host is inside its reported loop at `pos` (a position within half a sample
+    /// of the loop end is the loop start, as the host wraps there).
+    fn in_reported_loop(&self, bps: f64) -> Option<(f64, f64)> {
+        let (ls, le, reported) = self.looping?;
+        (reported && self.pos >= ls && self.pos < le + 0.5 * bps).then_some((ls, le))
+    }
+
+    /// Moves on by one block, wrapping at the loop end as often as the loop comes round in it
+    /// (the host reports the block unsplit and the jump in the next one).
+    fn advance(&mut self, samples: usize, tempo_used: f64) {
         if !self.playing || self.stopped_for > 0 {
             self.stopped_for = self.stopped_for.saturating_sub(1);
-            return None;
+            return;
         }
         let bps = tempo_used / 60.0 / self.sample_rate;
         let end = self.pos + samples as f64 * bps;
         if let Some((ls, le, _)) = self.looping {
-            if self.pos < le && end > le {
-                let k = ((le - self.pos) / bps).round() as u32;
-                self.pos = ls + (end - le);
-                return Some(k);
+            if self.pos < le + 0.5 * bps && end > le {
+                self.pos = ls + (end - le).rem_euclid(le - ls);
+                return;
             }
         }
         self.pos = end;
-        None
     }
 }
 
@@ -104,8 +114,13 @@ struct FakeWorker {
 }
 
 impl FakeWorker {
-    fn take_requests(&mut self, rng: &mut ChaCha8Rng, requests: &Receiver<PrimerSnapshot>) {
+    fn take_requests(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        requests: &Receiver<PrimerSnapshot>,
+    ) -> Result<(), String> {
         while let Ok(p) = requests.try_recv() {
+            check_primer(&p)?;
             if rng.gen_bool(0.1) {
                 continue; // the worker gave up on this one
             }
@@ -138,6 +153,7 @@ impl FakeWorker {
             self.queue_chunks(&notes, || PhraseChunk::new(id, length));
             self.last_phrase = Some((id, length));
         }
+        Ok(())
     }
 
     /// Now and then, new notes for a bar or two of the last phrase (sometimes a stale id, a
@@ -196,6 +212,32 @@ impl FakeWorker {
         for c in self.queue.drain(..n) {
             let _ = chunks.try_send(c);
         }
+    }
+}
+
+/// A primer is valid when its notes are in time order, inside its bars (from its first bar
+/// line, at most the engine's 8 bars before the trigger and the bar the trigger is in), and
+/// real notes.
+fn check_primer(p: &PrimerSnapshot) -> Result<(), String> {
+    let bars = p.beats_per_bar * (MAX_PRIMER_BARS + 1.0);
+    let notes = p.notes();
+    let sorted = notes.windows(2).all(|w| w[0].start <= w[1].start);
+    let inside = notes.iter().all(|n| {
+        n.start >= -1e-9
+            && n.start < bars
+            && n.duration > 0.0
+            && n.start + n.duration <= bars + 1.0 / 96.0
+    });
+    let real = notes
+        .iter()
+        .all(|n| n.pitch < 128 && (1..128).contains(&n.velocity));
+    if sorted && inside && real {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid primer sent ({} beats a bar, sorted {sorted}, inside {inside}): {notes:?}",
+            p.beats_per_bar
+        ))
     }
 }
 
@@ -275,12 +317,37 @@ fn run_sequence(seed: u64) -> Result<(), String> {
                 13 => host.stopped_for = rng.gen_range(3..8),
                 14 => host.playing = !host.playing,
                 15..=17 => {
-                    let ls = (rng.gen_range(0..8) as f64) * host.beats_per_bar();
-                    let le = ls + rng.gen_range(1..4) as f64 * host.beats_per_bar();
+                    // Bar loops, and loops of any length from anywhere, down to loops shorter
+                    // than the engine plays (changed while playing, as a player drags them).
+                    let (ls, le) = if rng.gen_bool(0.5) {
+                        let ls = (rng.gen_range(0..8) as f64) * host.beats_per_bar();
+                        (ls, ls + rng.gen_range(1..4) as f64 * host.beats_per_bar())
+                    } else {
+                        let ls = rng.gen_range(0.0..32.0);
+                        let len = [
+                            1.0 / 64.0,
+                            1.0 / 32.0,
+                            0.05,
+                            1.0 / 16.0,
+                            0.1,
+                            0.25,
+                            0.5,
+                            1.5,
+                        ][rng.gen_range(0..8)];
+                        (ls, ls + len)
+                    };
                     host.looping = Some((ls, le, rng.gen_bool(0.7)));
-                    if host.pos > le {
-                        host.pos = ls;
+                    if host.pos > le || rng.gen_bool(0.3) {
+                        host.pos = if rng.gen_bool(0.5) {
+                            ls
+                        } else {
+                            rng.gen_range(ls..le)
+                        };
                     }
+                }
+                24..=26 => {
+                    // Bypass toggled, often while keys are held.
+                    s.bypass = !s.bypass;
                 }
                 18 => host.looping = None,
                 19..=21 => random_settings(&mut rng, &mut s, shared_channel),
@@ -305,13 +372,25 @@ fn run_sequence(seed: u64) -> Result<(), String> {
             released_all = true;
             s.bypass = true;
         }
-        let samples = match rng.gen_range(0..10) {
+        let to_loop_end = host
+            .looping
+            .map(|(_, le, _)| ((le - host.pos) / (host.tempo / 60.0 / host.sample_rate)).round());
+        let samples = match rng.gen_range(0..12) {
+            // A block that ends on the loop end, within rounding: the next one starts there.
+            10..=11 if to_loop_end.is_some_and(|n| (1.0..=8192.0).contains(&n)) => {
+                to_loop_end.unwrap_or(1.0) as usize
+            }
             0 => rng.gen_range(1..16),
             1 => 8192,
             2..=3 => rng.gen_range(16..8193),
             _ => [64, 128, 256, 512, 1024][rng.gen_range(0..5)],
         };
         let transport = host.transport();
+        let host_bps_before = host.tempo / 60.0 / host.sample_rate;
+        let in_loop = host
+            .in_reported_loop(host_bps_before)
+            .filter(|_| transport.playing && (10.0..=999.0).contains(&host.tempo));
+        let phrase_before = (engine.playback().id(), engine.playback().notes().to_vec());
         let bt = engine.begin_block(&transport, samples, host.sample_rate, &s);
         let deactivated = released_all;
         if released_all {
@@ -385,7 +464,7 @@ fn run_sequence(seed: u64) -> Result<(), String> {
         }
         let out: Vec<NoteEmit> = engine.end_block(&s, &req_tx, &chunk_rx, &shared).to_vec();
         if !ending {
-            worker.take_requests(&mut rng, &req_rx);
+            worker.take_requests(&mut rng, &req_rx)?;
             worker.swap_bars(&mut rng, &shared);
             worker.deliver(&mut rng, &chunk_tx);
         }
@@ -432,21 +511,67 @@ fn run_sequence(seed: u64) -> Result<(), String> {
                 ));
             }
         }
-        if let (Some(w), false) = (bt.wrap, shared_channel || s.bypass) {
-            // Nothing the phrase started before the loop end may sound past it.
-            let k = w.offset;
-            let mut state = down_before[s.channel as usize];
-            for e in out.iter().filter(|e| e.channel == s.channel) {
-                if e.offset > k || (e.offset == k && e.on) {
-                    break;
+        if !(shared_channel || s.bypass) {
+            // Nothing the phrase started before a loop end may sound past it, at every pass.
+            for k in bt.spans().skip(1).map(|span| span.first_offset) {
+                let mut state = down_before[s.channel as usize];
+                for e in out.iter().filter(|e| e.channel == s.channel) {
+                    if e.offset > k || (e.offset == k && e.on) {
+                        break;
+                    }
+                    state[e.pitch as usize] = e.on;
                 }
-                state[e.pitch as usize] = e.on;
+                if let Some(p) = (0..128).find(|&p| state[p]) {
+                    return Err(format!(
+                        "block {block}: phrase key {p} sounds past the loop end at sample {k}: {out:?}"
+                    ));
+                }
             }
-            if let Some(p) = (0..128).find(|&p| state[p]) {
+        }
+        let playback = engine.playback();
+        let same_phrase =
+            playback.id() == phrase_before.0 && playback.notes().starts_with(&phrase_before.1);
+        if let (Some((ls, le)), Some(start), true, false) = (
+            in_loop,
+            playback.start(),
+            same_phrase,
+            shared_channel || s.bypass,
+        ) {
+            // While the host loops, every phrase note that starts is one placed inside the
+            // loop: nothing starts after the loop end.
+            let length = playback.length_beats();
+            let bps = bt.beats_per_sample;
+            // The phrase note a note-on plays: its key, on the beat of its sample (a looping
+            // phrase: the pass nearest that beat).
+            let inside = |e: &NoteEmit| {
+                let beat = bt.beat_at(e.offset);
+                playback.notes().iter().any(|n| {
+                    let at = start + n.start;
+                    let at = if s.looping && length > 0.0 {
+                        at + ((beat - at) / length).round().max(0.0) * length
+                    } else {
+                        at
+                    };
+                    n.pitch == e.pitch
+                        && (at - beat).abs() <= 1.01 * bps
+                        && at >= ls - 2.0 * bps
+                        && at < le
+                })
+            };
+            if let Some(e) = out
+                .iter()
+                .find(|e| e.on && e.channel == s.channel && !inside(e))
+            {
                 return Err(format!(
-                    "block {block}: phrase key {p} sounds past the loop end at sample {k}: {out:?}"
+                    "block {block}: phrase key {} starts outside the loop {ls}..{le} at sample {}: {out:?}",
+                    e.pitch, e.offset
                 ));
             }
+        }
+        if let Some(p) = (0..128u8).find(|&p| engine.take_holds(p) && !held[p as usize]) {
+            return Err(format!(
+                "block {block}: the take holds key {p}, which the player released"
+            ));
         }
         if !shared_channel {
             let downstream = &down.sounding[INPUT_CHANNEL as usize];

@@ -46,8 +46,14 @@ impl Capture {
     }
 
     pub fn note_on(&mut self, beat: f64, pitch: u8, velocity: u8) {
+        // A key pressed again without a release (some controllers): the held note ends here,
+        // so that one release lets go of the key.
+        self.note_off(beat, pitch);
         if self.len == PRIMER_CAPACITY {
             // Full: forget the oldest note (a memmove inside the fixed array, no allocation).
+            if self.notes[0].end.is_none() {
+                self.held = self.held.saturating_sub(1);
+            }
             self.notes.copy_within(1.., 0);
             self.len -= 1;
         }
@@ -76,6 +82,13 @@ impl Capture {
     /// Keys currently held.
     pub fn held(&self) -> u32 {
         self.held
+    }
+
+    /// Whether the take holds `pitch` down.
+    pub fn holds(&self, pitch: u8) -> bool {
+        self.notes[..self.len]
+            .iter()
+            .any(|n| n.pitch == pitch && n.end.is_none())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -111,9 +124,12 @@ impl Capture {
         out: &mut PrimerSnapshot,
     ) -> f64 {
         let earliest = now - MAX_PRIMER_BARS * beats_per_bar;
+        // What was played before the trigger (a trigger key inside a block comes before the
+        // block's later notes, which belong to the next take).
+        let in_primer = |n: &&Captured| n.start >= earliest && n.start <= now;
         let first = self.notes[..self.len]
             .iter()
-            .filter(|n| n.start >= earliest)
+            .filter(in_primer)
             .map(|n| n.start)
             .fold(f64::INFINITY, f64::min);
         let origin = if first.is_finite() {
@@ -123,11 +139,8 @@ impl Capture {
         };
         out.len = 0;
         out.beats_per_bar = beats_per_bar;
-        for n in self.notes[..self.len]
-            .iter()
-            .filter(|n| n.start >= earliest)
-        {
-            let end = n.end.unwrap_or(now);
+        for n in self.notes[..self.len].iter().filter(in_primer) {
+            let end = n.end.unwrap_or(now).min(now);
             out.notes[out.len] = Note {
                 start: n.start - origin,
                 duration: (end - n.start).max(1.0 / 96.0),
@@ -136,10 +149,11 @@ impl Capture {
             };
             out.len += 1;
         }
-        // Keys still held stay in the next take too; the rest is consumed.
+        // Keys still held stay in the next take too, with what came after the trigger; the
+        // rest is consumed.
         let mut kept = 0;
         for i in 0..self.len {
-            if self.notes[i].end.is_none() {
+            if self.notes[i].end.is_none() || self.notes[i].start > now {
                 self.notes[kept] = self.notes[i];
                 kept += 1;
             }

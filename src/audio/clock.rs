@@ -28,56 +28,123 @@ pub struct BlockTime {
     pub discontinuity: bool,
     /// Beats follow the host's transport (false: free-running on our own clock).
     pub host_driven: bool,
-    /// Where time moved by at the block's start (a jump, a loop back): the new position minus
-    /// the expected one; 0 without a discontinuity.
+    /// Where time moved by at the block's start (a jump, a loop back, the host's drift): the
+    /// new position minus the expected one.
     pub jump_beats: f64,
     /// The block crosses the host's loop end and the host did not split it: from this sample
     /// on, time continues from the loop start.
     pub wrap: Option<Wrap>,
     /// First sample of this span within the host's block (non-zero for a wrap's tail).
     pub first_offset: u32,
+    /// Nothing may start in this span: time inside a loop too short to play.
+    pub muted: bool,
 }
 
-/// A loop end inside a block.
+/// The loop ends inside a block: once, or as many times as a loop shorter than the block's
+/// remainder comes round.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Wrap {
-    /// The sample where the loop start begins.
+    /// The sample where the loop start first begins.
     pub offset: u32,
     /// Beat of the loop end (where time leaves) and of the loop start (where it resumes).
     pub from_beat: f64,
     pub to_beat: f64,
+    /// Where the first wrap falls, in samples from the block's start, before rounding, and
+    /// the loop's length in samples: wrap `k` is at `round(first + k × period)`.
+    first: f64,
+    period: f64,
+    /// Wraps inside this block (at least 1).
+    pub count: u32,
+    /// The loop is shorter than [`MIN_LOOP_BEATS`]: too short to play. Time after the first
+    /// wrap is one muted span (nothing starts in it) instead of a span per pass.
+    pub too_short: bool,
+}
+
+impl Wrap {
+    /// Sample of wrap `k` (0-based).
+    fn offset_k(&self, k: u32) -> u32 {
+        (self.first + k as f64 * self.period).round().max(0.0) as u32
+    }
+
+    /// How many wraps fall at or before `offset`: at most [`Wrap::count`], except in a loop
+    /// too short to play, where every pass counts (the capture moves back by each).
+    pub fn wraps_at(&self, offset: u32) -> f64 {
+        if offset < self.offset {
+            return 0.0;
+        }
+        // Wrap k is at or before `offset` when first + k × period < offset + 0.5.
+        let n = ((offset as f64 + 0.5 - self.first) / self.period)
+            .ceil()
+            .max(1.0);
+        if self.too_short {
+            return n;
+        }
+        // Exactly as the spans are cut, whatever the floating point says at a boundary.
+        let mut n = (n as u32).min(self.count);
+        while n < self.count && self.offset_k(n) <= offset {
+            n += 1;
+        }
+        while n > 1 && self.offset_k(n - 1) > offset {
+            n -= 1;
+        }
+        n as f64
+    }
+}
+
+/// The spans of linear time in a block, in order: see [`BlockTime::spans`].
+pub struct Spans {
+    block: BlockTime,
+    next: u32,
+}
+
+impl Iterator for Spans {
+    type Item = BlockTime;
+
+    fn next(&mut self) -> Option<BlockTime> {
+        let bt = self.block;
+        let k = self.next;
+        let Some(w) = bt.wrap else {
+            self.next += 1;
+            return (k == 0).then_some(bt);
+        };
+        let passes = if w.too_short { 1 } else { w.count };
+        if k > passes {
+            return None;
+        }
+        self.next += 1;
+        let start = if k == 0 { 0 } else { w.offset_k(k - 1) };
+        let end = if k == passes {
+            bt.samples as u32
+        } else {
+            w.offset_k(k)
+        };
+        Some(BlockTime {
+            start_beat: bt.beat_at(bt.first_offset + start),
+            samples: end.saturating_sub(start) as usize,
+            first_offset: bt.first_offset + start,
+            wrap: None,
+            muted: bt.muted || (k > 0 && w.too_short),
+            discontinuity: bt.discontinuity && k == 0,
+            jump_beats: if k == 0 { bt.jump_beats } else { 0.0 },
+            ..bt
+        })
+    }
 }
 
 impl BlockTime {
     /// Beat just after the block's last sample (after a wrap: in the loop).
     pub fn end_beat(&self) -> f64 {
-        match self.wrap {
-            Some(w) => w.to_beat + (self.samples as u32 - w.offset) as f64 * self.beats_per_sample,
-            None => self.start_beat + self.samples as f64 * self.beats_per_sample,
-        }
+        self.beat_at(self.first_offset + self.samples as u32)
     }
 
     /// The spans of linear time in this block: all of it, or the part up to the loop end and
-    /// the part from the loop start.
-    pub fn spans(&self) -> (BlockTime, Option<BlockTime>) {
-        let Some(w) = self.wrap else {
-            return (*self, None);
-        };
-        let head = BlockTime {
-            samples: w.offset as usize,
-            wrap: None,
-            ..*self
-        };
-        let tail = BlockTime {
-            start_beat: w.to_beat,
-            samples: self.samples - w.offset as usize,
-            first_offset: self.first_offset + w.offset,
-            wrap: None,
-            discontinuity: false,
-            jump_beats: 0.0,
-            ..*self
-        };
-        (head, Some(tail))
+    /// one from the loop start for each pass of the loop (a loop too short to play: one muted
+    /// span after its first end). Only the first span carries the block's discontinuity.
+    pub fn spans(&self) -> Spans {
+        Spans {
+            block: *self,
+            next: 0,
+        }
     }
 
     /// The beats whose nearest sample lies in this span: `[start, end)` shifted back by half
@@ -95,14 +162,16 @@ impl BlockTime {
 
     /// Beat of a sample offset inside the host's block.
     pub fn beat_at(&self, offset: u32) -> f64 {
+        let offset = offset.saturating_sub(self.first_offset);
         match self.wrap {
+            // Each pass moves back by the loop's length from where linear time would be: the
+            // beats of a pass are within half a sample of the loop's, and the take, moved back
+            // by the same lengths, stays in the order played.
             Some(w) if offset >= w.offset => {
-                w.to_beat + (offset - w.offset) as f64 * self.beats_per_sample
+                let linear = self.start_beat + offset as f64 * self.beats_per_sample;
+                linear - w.wraps_at(offset) * (w.from_beat - w.to_beat)
             }
-            _ => {
-                self.start_beat
-                    + offset.saturating_sub(self.first_offset) as f64 * self.beats_per_sample
-            }
+            _ => self.start_beat + offset as f64 * self.beats_per_sample,
         }
     }
 
@@ -122,8 +191,10 @@ const JUMP_TOLERANCE_BEATS: f64 = 1e-3;
 /// (Ardour rounds to 1/1920 beat): the expected, sample-exact position is kept, so notes
 /// land on the grid. Between this and the jump tolerance the clock follows the host quietly.
 const ROUNDING_BEATS: f64 = 3e-4;
-/// Shorter host loop ranges are ignored (a broken transport).
-const MIN_LOOP_BEATS: f64 = 1.0 / 16.0;
+/// Shorter host loops are too short to play: the phrase plays to the loop's first end and is
+/// then silent until the host leaves the loop (a span per pass of a loop a few samples long
+/// would flood the block with note-offs).
+pub const MIN_LOOP_BEATS: f64 = 1.0 / 16.0;
 /// Bar positions within this of each other are the same.
 const BAR_TOLERANCE_BEATS: f64 = 1e-3;
 
@@ -184,6 +255,18 @@ impl Clock {
             .filter(|p| t.playing && p.is_finite() && p.abs() < 1e9);
         let host_driven = host_pos.is_some();
         let mut start_beat = host_pos.unwrap_or(self.free_beat);
+        let loop_range = t
+            .loop_range
+            .filter(|_| host_driven)
+            .filter(|&(ls, le)| ls.is_finite() && le.is_finite() && le > ls && ls.abs() < 1e9);
+        let half_sample = 0.5 * beats_per_sample;
+        if let Some((ls, le)) = loop_range {
+            // A block that starts on the loop end, within rounding, starts at the loop start:
+            // the host is there, whatever its rounded position says.
+            if (start_beat - le).abs() < half_sample {
+                start_beat = ls + (start_beat - le);
+            }
+        }
         let drift = match (host_driven && self.host_driven, self.expected_start) {
             (true, Some(e)) => Some(start_beat - e),
             _ => None,
@@ -195,31 +278,19 @@ impl Clock {
         }
         let discontinuity = host_driven != self.host_driven
             || drift.is_some_and(|d| d.abs() > JUMP_TOLERANCE_BEATS);
+        // Any move, a jump or drift followed quietly: the take moves with it, so it stays in
+        // the order played.
         let jump_beats = match self.expected_start {
-            Some(e) if discontinuity => start_beat - e,
+            Some(e) if discontinuity || drift.is_some() => start_beat - e,
             _ => 0.0,
         };
         if host_driven {
             self.follow_bar(t.bar_start_beats, start_beat);
         }
         self.host_driven = host_driven;
-        // The loop end must fall on a sample inside this block (offset 1..samples-1). One that
-        // rounds to the block's end is the next block's start: the host jumps there (positions
-        // summed block by block land a hair past a loop end that is exactly on a block
-        // boundary, and wrapping on the last sample would put every later pass one sample
-        // early, as Ardour showed).
-        let wrap = t
-            .loop_range
-            .filter(|_| host_driven)
-            .filter(|&(ls, le)| ls.is_finite() && le.is_finite() && le - ls >= MIN_LOOP_BEATS)
+        let wrap = loop_range
             .filter(|&(_, le)| start_beat < le)
-            .map(|(ls, le)| (ls, le, ((le - start_beat) / beats_per_sample).round()))
-            .filter(|&(_, _, offset)| offset >= 1.0 && offset < samples as f64)
-            .map(|(ls, le, offset)| Wrap {
-                offset: offset as u32,
-                from_beat: le,
-                to_beat: ls,
-            });
+            .and_then(|(ls, le)| Self::wraps(start_beat, ls, le, beats_per_sample, samples));
         let bt = BlockTime {
             start_beat,
             beats_per_sample,
@@ -232,11 +303,52 @@ impl Clock {
             jump_beats,
             wrap,
             first_offset: 0,
+            muted: false,
         };
         let end = bt.end_beat();
         self.expected_start = Some(end);
         self.free_beat = end;
         bt
+    }
+
+    /// Where the loop end falls inside a block from `start` (before it) of `samples`. The first
+    /// end must fall on a sample inside the block (offset 1..samples-1, or 0 in a loop too
+    /// short to play). One that rounds to the block's end is the next block's start: the host
+    /// jumps there (positions summed block by block land a hair past a loop end that is
+    /// exactly on a block boundary, and wrapping on the last sample would put every later
+    /// pass one sample early, as Ardour showed). A loop shorter than what is left of the block
+    /// comes round again: every pass is its own span, as the host plays it.
+    fn wraps(start: f64, ls: f64, le: f64, bps: f64, samples: usize) -> Option<Wrap> {
+        let first = (le - start) / bps;
+        let period = (le - ls) / bps;
+        let too_short = le - ls < MIN_LOOP_BEATS;
+        let offset = first.round();
+        let lowest = if too_short { 0.0 } else { 1.0 };
+        if !(offset >= lowest && offset < samples as f64) {
+            return None;
+        }
+        // Wrap k falls inside the block while first + k × period < samples − 0.5.
+        let count = if too_short {
+            1
+        } else {
+            ((samples as f64 - 0.5 - first) / period).ceil().max(1.0) as u32
+        };
+        let mut w = Wrap {
+            offset: offset as u32,
+            from_beat: le,
+            to_beat: ls,
+            first,
+            period,
+            count,
+            too_short,
+        };
+        while w.count > 1 && w.offset_k(w.count - 1) >= samples as u32 {
+            w.count -= 1;
+        }
+        while !too_short && w.offset_k(w.count) < samples as u32 {
+            w.count += 1;
+        }
+        Some(w)
     }
 
     /// Takes the host's bar start if it agrees with the position and the meter: the position
@@ -419,12 +531,50 @@ mod tests {
         assert_eq!(w.offset, 100);
         assert_eq!(b.beat_at(100), 0.0);
         assert!((b.end_beat() - 412.0 * 2.0 / sr).abs() < 1e-12);
-        let (head, tail) = b.spans();
-        assert_eq!((head.samples, tail.unwrap().samples), (100, 412));
-        assert_eq!(tail.unwrap().offset_of(0.0), 100);
+        let spans: Vec<BlockTime> = b.spans().collect();
+        assert_eq!((spans[0].samples, spans[1].samples), (100, 412));
+        assert_eq!(spans[1].offset_of(0.0), 100);
         // Ardour shows the jump in the next block: where the wrap already put us.
         let next = c.advance(&looped(b.end_beat()), 512, sr);
         assert!(!next.discontinuity && next.wrap.is_none());
+    }
+
+    #[test]
+    fn a_loop_shorter_than_the_block_is_a_span_per_pass() {
+        // A quarter-beat loop from beat 0.2, 8,192 samples at 48 kHz and 120 BPM: the loop
+        // start comes at samples 1,200 and 7,200.
+        let mut c = Clock::new();
+        let t = TransportInfo {
+            loop_range: Some((0.0, 0.25)),
+            ..playing(0.2, 120.0)
+        };
+        let b = c.advance(&t, 8192, 48_000.0);
+        let spans: Vec<(u32, usize, f64)> = b
+            .spans()
+            .map(|s| (s.first_offset, s.samples, s.start_beat))
+            .collect();
+        let want = [(0, 1200, 0.2), (1200, 6000, 0.0), (7200, 992, 0.0)];
+        assert_eq!(spans.len(), want.len(), "{spans:?}");
+        for (got, want) in spans.iter().zip(want) {
+            assert_eq!((got.0, got.1), (want.0, want.1), "{spans:?}");
+            assert!((got.2 - want.2).abs() < 1e-12, "{spans:?}");
+        }
+        assert!((b.end_beat() - 992.0 * 2.0 / 48_000.0).abs() < 1e-12);
+        assert!((b.beat_at(7680) - 480.0 * 2.0 / 48_000.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_loop_too_short_to_play_is_one_muted_span_after_its_end() {
+        let mut c = Clock::new();
+        let t = TransportInfo {
+            loop_range: Some((0.0, 0.03)),
+            ..playing(0.0, 120.0)
+        };
+        let b = c.advance(&t, 8192, 48_000.0);
+        let spans: Vec<(u32, bool)> = b.spans().map(|s| (s.first_offset, s.muted)).collect();
+        assert_eq!(spans, vec![(0, false), (720, true)]);
+        // Still inside the loop at the block's end: 8,192 = 11 passes of 720 and 272.
+        assert!((b.end_beat() - 272.0 * 2.0 / 48_000.0).abs() < 1e-9);
     }
 
     #[test]

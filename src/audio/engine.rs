@@ -79,8 +79,8 @@ pub struct Engine {
     block: Option<BlockTime>,
     /// Blocks since the transport stopped, while a stop may still be a relocation.
     stopped_blocks: u32,
-    /// The take has moved to the loop start in this block.
-    capture_wrapped: bool,
+    /// Loop wraps of this block the take has moved back by.
+    capture_wraps: f64,
     key_trigger_at: Option<f64>,
 }
 
@@ -99,7 +99,7 @@ impl Engine {
             release_on_next_block: false,
             block: None,
             stopped_blocks: 0,
-            capture_wrapped: false,
+            capture_wraps: 0.0,
             key_trigger_at: None,
         }
     }
@@ -140,10 +140,10 @@ impl Engine {
             self.playback.release_all(0, &mut self.events);
             self.voices.release_all(&mut self.events);
         }
-        self.capture_wrapped = false;
+        self.capture_wraps = 0.0;
+        // Held keys stay held and the take stays whole: it moves with the timeline.
+        self.capture.shift(bt.jump_beats);
         if bt.discontinuity {
-            // Held keys stay held and the take stays whole: it moves with the timeline.
-            self.capture.shift(bt.jump_beats);
             let was_driven = self.block.map(|b| b.host_driven);
             self.playback.release_all(0, &mut self.events);
             match (was_driven, bt.host_driven) {
@@ -183,12 +183,15 @@ impl Engine {
         self.stopped_blocks = 0;
     }
 
-    /// Moves the take to the loop start once the block has wrapped past the loop end.
+    /// Moves the take back by each loop wrap of this block at or before `offset`, so that it
+    /// stays in the order played and inside the loop.
     fn wrap_capture(&mut self, bt: &BlockTime, offset: u32) {
         if let Some(w) = bt.wrap {
-            if offset >= w.offset && !self.capture_wrapped {
-                self.capture.shift(w.to_beat - w.from_beat);
-                self.capture_wrapped = true;
+            let wraps = w.wraps_at(offset.min(bt.samples as u32));
+            if wraps > self.capture_wraps {
+                let by = (wraps - self.capture_wraps) * (w.to_beat - w.from_beat);
+                self.capture.shift(by);
+                self.capture_wraps = wraps;
             }
         }
     }
@@ -211,21 +214,16 @@ impl Engine {
         if pass {
             self.events.push_input(event);
         }
-        if s.bypass {
-            return;
-        }
+        // The take follows the timeline and every key's release even while bypassed, so that
+        // it never holds a key the player let go (Auto would wait for it for ever); it takes
+        // no new notes then.
         self.wrap_capture(&bt, n.offset);
         let beat = bt.beat_at(n.offset);
-        if trigger_key {
-            if n.on {
-                self.key_trigger_at = Some(beat);
-            }
-            return;
-        }
-        if n.on {
-            self.capture.note_on(beat, n.pitch, n.velocity);
-        } else {
-            self.capture.note_off(beat, n.pitch);
+        match (n.on, s.bypass, trigger_key) {
+            (false, _, _) => self.capture.note_off(beat, n.pitch),
+            (true, true, _) => {}
+            (true, false, true) => self.key_trigger_at = Some(beat),
+            (true, false, false) => self.capture.note_on(beat, n.pitch, n.velocity),
         }
     }
 
@@ -239,13 +237,12 @@ impl Engine {
         shared: &Shared,
     ) -> &[NoteEmit] {
         let Some(bt) = self.block else { return &[] };
+        self.wrap_capture(&bt, u32::MAX);
         if s.bypass {
             return self.send(shared);
         }
-        self.wrap_capture(&bt, u32::MAX);
-        let (head, tail) = bt.spans();
         // Where the block's time ends up: after a wrap, in the loop.
-        let last = tail.unwrap_or(head);
+        let last = bt.spans().last().unwrap_or(bt);
         while let Ok(chunk) = chunks.try_recv() {
             if chunk.swap.is_some() {
                 self.playback.receive_swap(&chunk);
@@ -294,14 +291,17 @@ impl Engine {
         }
 
         if self.stopped_blocks == 0 {
-            self.playback
-                .render(&head, s.channel, s.looping, &mut self.events);
-            if let Some(tail) = tail {
-                // Nothing sounds past the loop end; the loop start plays from its sample on.
-                self.playback
-                    .release_all(tail.first_offset, &mut self.events);
-                self.playback
-                    .render(&tail, s.channel, s.looping, &mut self.events);
+            for span in bt.spans() {
+                if span.first_offset > bt.first_offset {
+                    // A pass of the loop: nothing sounds past the loop end, and the loop
+                    // start plays from its sample on.
+                    self.playback
+                        .release_all(span.first_offset, &mut self.events);
+                }
+                if !span.muted {
+                    self.playback
+                        .render(&span, s.channel, s.looping, &mut self.events);
+                }
             }
         }
         shared.playhead.store(self.playback.playhead());
@@ -324,6 +324,11 @@ impl Engine {
             .invalid_notes
             .store(self.playback.invalid_notes() as u64, Ordering::Relaxed);
         self.voices.events()
+    }
+
+    /// Whether the take holds `pitch` down (tests: it never holds a released key).
+    pub fn take_holds(&self, pitch: u8) -> bool {
+        self.capture.holds(pitch)
     }
 
     /// Keys sounding downstream (pass-through and phrase).

@@ -139,6 +139,24 @@ struct BenchArgs {
     steps: usize,
     #[arg(long)]
     json: bool,
+    /// Time the plugin's answer instead: the model in `--model` continues the first two bars
+    /// of each primer with the plugin's defaults, for 1, 4 and 8 candidates at 4 and 8 bars.
+    #[arg(long)]
+    answer: bool,
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// Primers for `--answer` (their first two bars).
+    #[arg(long, num_args = 1.., default_values = [
+        "examples/dev-primers/chords--pop-I-V-vi-IV.mid",
+        "examples/dev-primers/bass--funk-16ths-E.mid",
+        "examples/dev-primers/lead--bebop-Bb.mid",
+        "examples/dev-primers/arp--trance-16ths-Am.mid",
+        "examples/dev-primers/riff--house-piano-G.mid",
+    ])]
+    primers: Vec<PathBuf>,
+    /// Runs of each primer for `--answer` (their median is taken).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
@@ -298,6 +316,9 @@ fn architecture(
 }
 
 fn run_bench(a: BenchArgs) -> Result<()> {
+    if a.answer {
+        return run_answer_bench(&a);
+    }
     let arch = architecture(a.arch, a.d_model, a.layers, a.heads, None, a.ctx)?;
     let device = best_device();
     eprintln!(
@@ -351,6 +372,57 @@ fn run_bench(a: BenchArgs) -> Result<()> {
     );
     println!("prefill of 256 tokens: {:.1} ms", r.prefill_ms_256);
     println!("generation incl. grammar masks and sampling: {:.2} ms/token; trigger → first note {:.1} ms", r.generate_ms_per_token, r.first_note_ms);
+    Ok(())
+}
+
+/// `continuo bench --answer`: the plugin's answer, 1 → 4 → 8 candidates.
+fn run_answer_bench(a: &BenchArgs) -> Result<()> {
+    let device = best_device();
+    let loaded = load_model(&a.model, &device)?;
+    let primers = a
+        .primers
+        .iter()
+        .map(|p| {
+            let phrase = read_midi(p)?.melodic;
+            Ok(phrase.slice(0.0, 2.0 * phrase.beats_per_bar))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    eprintln!(
+        "the plugin's answer (Develop, copy guard) to {} two-bar primers, {} on {}, median of {} runs each",
+        primers.len(),
+        loaded.card.name,
+        device_name(&device),
+        a.repeats
+    );
+    let rows = continuo::answer_bench::answer_timings(
+        &loaded.model,
+        &device,
+        loaded.copy_guard.clone(),
+        &primers,
+        &[4, 8],
+        &[1, DEFAULT_CANDIDATES, MAX_CANDIDATES],
+        a.repeats,
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(());
+    }
+    println!("bars  candidates  tokens/row  first note ms  complete ms  × one candidate");
+    for r in &rows {
+        let one = rows
+            .iter()
+            .find(|o| o.bars == r.bars && o.candidates == 1)
+            .map_or(f64::NAN, |o| o.complete_ms);
+        println!(
+            "{:>4}  {:>10}  {:>10}  {:>13.1}  {:>11.1}  {:>15.2}",
+            r.bars,
+            r.candidates,
+            r.tokens,
+            r.first_note_ms,
+            r.complete_ms,
+            r.complete_ms / one
+        );
+    }
     Ok(())
 }
 

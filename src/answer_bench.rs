@@ -1,0 +1,86 @@
+//! The plugin's answer, timed as a producer waits for it: the shipped model continues 2-bar
+//! primers of several kinds with the plugin's default settings (Develop, the copy guard, the
+//! default candidates), for 1, 4 and 8 candidates at 4 and 8 bars. One candidate streams, so
+//! its first note is timed too; with several nothing plays until the choice is made.
+
+use crate::audio::messages::GenerationSettings;
+use crate::model::answer::generate_streaming;
+use crate::model::copy_guard::CopyGuard;
+use crate::model::Model;
+use crate::music::variation::Variation;
+use crate::music::Phrase;
+use crate::worker::generate_options;
+use candle_core::{Device, Result};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One configuration: medians over the primers of each primer's median over the repeats.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswerTiming {
+    pub bars: u32,
+    pub candidates: usize,
+    /// Trigger to the whole answer chosen.
+    pub complete_ms: f64,
+    /// Trigger to the first note handed over.
+    pub first_note_ms: f64,
+    /// Tokens decoded per row.
+    pub tokens: usize,
+}
+
+/// Times the answer to each primer for every (bars, candidates); `repeats` runs each.
+pub fn answer_timings(
+    model: &Model,
+    device: &Device,
+    guard: Option<Arc<CopyGuard>>,
+    primers: &[Phrase],
+    bars: &[u32],
+    candidates: &[usize],
+    repeats: usize,
+) -> Result<Vec<AnswerTiming>> {
+    let mut rows = Vec::new();
+    for &b in bars {
+        for &c in candidates {
+            let mut complete = Vec::new();
+            let mut first = Vec::new();
+            let mut tokens = Vec::new();
+            for primer in primers {
+                let settings = GenerationSettings {
+                    bars: b,
+                    candidates: c as u8,
+                    variation: Variation::Develop,
+                    ..GenerationSettings::default()
+                };
+                let opts = generate_options(&settings, primer, guard.clone());
+                let mut runs = Vec::new();
+                let mut firsts = Vec::new();
+                for _ in 0..repeats.max(1) {
+                    let t = Instant::now();
+                    let mut first_note = None;
+                    let g = generate_streaming(model, device, primer, &opts, |_| {
+                        first_note.get_or_insert(t.elapsed().as_secs_f64() * 1e3);
+                        true
+                    })?;
+                    runs.push(t.elapsed().as_secs_f64() * 1e3);
+                    firsts.push(first_note.unwrap_or(f64::NAN));
+                    tokens.push(g.tokens);
+                }
+                complete.push(median(&mut runs));
+                first.push(median(&mut firsts));
+            }
+            rows.push(AnswerTiming {
+                bars: b,
+                candidates: c,
+                complete_ms: median(&mut complete),
+                first_note_ms: median(&mut first),
+                tokens: tokens.iter().sum::<usize>() / tokens.len().max(1),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
