@@ -147,6 +147,19 @@ impl BlockTime {
         }
     }
 
+    /// The span the block ends in (after a wrap: the last pass of the loop), without walking
+    /// the passes before it.
+    pub fn last_span(&self) -> BlockTime {
+        let passes = self
+            .wrap
+            .map_or(0, |w| if w.too_short { 1 } else { w.count });
+        let mut last = Spans {
+            block: *self,
+            next: passes,
+        };
+        last.next().unwrap_or(*self)
+    }
+
     /// The beats whose nearest sample lies in this span: `[start, end)` shifted back by half
     /// a sample, so that an event on a block boundary is emitted exactly once, on its sample.
     pub fn window(&self) -> (f64, f64) {
@@ -559,6 +572,7 @@ mod tests {
             assert_eq!((got.0, got.1), (want.0, want.1), "{spans:?}");
             assert!((got.2 - want.2).abs() < 1e-12, "{spans:?}");
         }
+        assert_eq!(b.last_span(), b.spans().last().unwrap());
         assert!((b.end_beat() - 992.0 * 2.0 / 48_000.0).abs() < 1e-12);
         assert!((b.beat_at(7680) - 480.0 * 2.0 / 48_000.0).abs() < 1e-12);
     }

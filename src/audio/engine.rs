@@ -242,7 +242,7 @@ impl Engine {
             return self.send(shared);
         }
         // Where the block's time ends up: after a wrap, in the loop.
-        let last = bt.spans().last().unwrap_or(bt);
+        let last = bt.last_span();
         while let Ok(chunk) = chunks.try_recv() {
             if chunk.swap.is_some() {
                 self.playback.receive_swap(&chunk);
