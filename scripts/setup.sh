@@ -5,11 +5,15 @@
 #                                    # freedoom, pianobooster, and music21 in target/corpus-venv
 #   bash scripts/setup.sh --windows  # also what scripts/windows.sh needs: mingw-w64, wine64,
 #                                    # and the Rust targets for Windows and macOS
+#   bash scripts/setup.sh --cuda     # also what scripts/cuda_build.sh needs: python3-venv for
+#                                    # NVIDIA's PyPI wheels, g++ as nvcc's host compiler
 set -euo pipefail
 corpus=false
 windows=false
+cuda=false
 [ "${1:-}" = "--corpus" ] && corpus=true
 [ "${1:-}" = "--windows" ] && windows=true
+[ "${1:-}" = "--cuda" ] && cuda=true
 packages=(
   # nice-plug (standalone, VST3/CLAP) and nice-plug-egui
   pkg-config libasound2-dev libjack-jackd2-dev libx11-dev libx11-xcb-dev libxcb1-dev
@@ -22,6 +26,7 @@ packages=(
 )
 $corpus && packages+=(abcmidi freedoom pianobooster python3-venv)
 $windows && packages+=(gcc-mingw-w64-x86-64-win32 wine64)
+$cuda && packages+=(python3-venv g++)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

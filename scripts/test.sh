@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up, then run every test. The plugin tests load the bundle built here with
 # `assert_process_allocs`, which aborts on any allocation inside process(). Then the Windows
-# build under Wine, the macOS checks and the release packages (scripts/windows.sh,
-# scripts/macos_check.sh, scripts/release.sh).
+# build under Wine, the macOS checks, the release packages and the CUDA build
+# (scripts/windows.sh, scripts/macos_check.sh, scripts/release.sh, scripts/cuda_build.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -19,4 +19,7 @@ python3 scripts/ardour_check.py --bundle target/bundled/Continuo.vst3 || status=
 bash scripts/windows.sh || status=$?
 bash scripts/macos_check.sh || status=$?
 bash scripts/release.sh || status=$?
+# The GPU build, without a GPU: candle's CUDA kernels compiled by nvcc from PyPI, the binary
+# linked against the CUDA 13.0 libraries (scripts/cuda_build.sh).
+bash scripts/cuda_build.sh || status=$?
 exit $status
