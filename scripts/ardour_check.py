@@ -147,10 +147,14 @@ def check(events, bpm, meter, loop_bars):
 
     notes = [(mapped(s), st, k, v) for s, st, k, v, _ in events]
     ons = [(s, st, k, v) for s, st, k, v in notes if st & 0xF0 == 0x90 and v > 0]
-    primer_ons = [e for e in ons if e[2] in PRIMER_KEYS and e[3] == 100]
-    if not primer_ons:
+    # The primer is the triad the test primer plays at its own sample (mapped into the loop,
+    # every pass plays it there). Continuo may replay that triad in its answer, with the same
+    # keys and velocity, at other samples: those notes are the answer's.
+    primer_keyed = [e for e in ons if e[2] in PRIMER_KEYS and e[3] == 100]
+    if not primer_keyed:
         return ["the primer's note-ons never reached the recorder"], "no primer"
-    origin = primer_ons[0][0]
+    origin = primer_keyed[0][0]
+    primer_ons = [e for e in primer_keyed if e[0] == origin]
 
     # At a transport stop or locate Ardour itself ends every note a plugin's output left on
     # (its own note tracker, velocity 64), in the same cycle as Continuo's own note-offs

@@ -1,10 +1,12 @@
 //! The plugin's default answer is the same for the same seed whatever the decoding does to
 //! go faster (one prefill shared by the candidates, rows decoded together): the shipped
 //! model answers three two-bar primers with the plugin's settings (Develop, 4 candidates,
-//! 8 bars, seed 1), and the notes are those in `tests/data/answers-seed1.txt`, written by the
-//! build that decoded every candidate's prompt on its own.
+//! 8 bars, seed 1), and the notes are those in `tests/data/answers-seed1.txt`. The decoding
+//! that shares work between rows was checked against the file written by the build that
+//! decoded every candidate's prompt on its own; a change of speed must leave the file as it is.
 //!
-//! After retraining the shipped model, rewrite the file with
+//! After retraining the shipped model or changing how an answer is planned
+//! (`music::variation`, `model::variation`), rewrite the file with
 //! `CONTINUO_WRITE_ANSWERS=1 cargo test --release --test same_notes`.
 
 use continuo::audio::messages::GenerationSettings;

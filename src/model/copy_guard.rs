@@ -7,9 +7,9 @@
 //! Stored as `copy_guard.safetensors` beside the weights, written by `continuo train` (or
 //! `continuo copy-guard` for a model trained before it existed).
 
-use crate::music::Note;
+use crate::music::{Note, Phrase};
 use crate::note_runs::{grid_note_keys, note_runs, run_hash};
-use crate::tokens::{Decoder, Token, Vocab, DURATION_TICKS};
+use crate::tokens::{quantize, Decoder, Token, Vocab, DURATION_TICKS};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
@@ -79,6 +79,21 @@ impl CopyGuard {
         note_runs(notes, GUARD_RUN)
             .into_iter()
             .any(|h| self.contains(h))
+    }
+
+    /// The bars (0-based, of `beats_per_bar` beats) in which a guarded run of `notes` ends,
+    /// in order: the bars to write anew so that `notes` quote no training tune.
+    pub fn copied_bars(&self, notes: &[Note], beats_per_bar: f64) -> Vec<usize> {
+        let grid = quantize(&Phrase::new(notes.to_vec(), beats_per_bar)).notes;
+        let keys = grid_note_keys(&grid);
+        let mut bars: Vec<usize> = keys
+            .windows(GUARD_RUN)
+            .zip(grid.iter().skip(GUARD_RUN - 1))
+            .filter(|(run, _)| self.contains(run_hash(run)))
+            .map(|(_, last)| (last.start / beats_per_bar).floor().max(0.0) as usize)
+            .collect();
+        bars.dedup();
+        bars
     }
 
     /// Clears in `mask` every duration that would finish the note `decoder` is decoding into
@@ -220,6 +235,26 @@ mod tests {
         let mut mask = before.clone();
         guard.mask_copying_durations(&mut mask, &decoder, &notes[1..], 0.0);
         assert_eq!(mask, before);
+    }
+
+    #[test]
+    fn the_bars_to_write_anew_are_those_where_a_copied_run_ends() {
+        let tune = scale(&[60, 62, 64, 65, 67, 69, 71, 72]);
+        let guard = CopyGuard::new([tune.as_slice()]);
+        // The run from beat 6 on: its eighth note starts at 9.5, in the third 4-beat bar.
+        let mut answer = scale(&[50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50]);
+        answer.extend(tune.iter().map(|n| Note {
+            start: n.start + 6.0,
+            ..*n
+        }));
+        answer.retain(|n| n.start < 6.0 || n.pitch != 50);
+        assert_eq!(guard.copied_bars(&answer, 4.0), vec![2]);
+        assert!(guard.copies(&answer));
+        // In 3/4 the same note is in the fourth bar; a seven-note fragment copies nothing.
+        assert_eq!(guard.copied_bars(&answer, 3.0), vec![3]);
+        assert!(guard
+            .copied_bars(&answer[..answer.len() - 1], 4.0)
+            .is_empty());
     }
 
     #[test]
