@@ -208,10 +208,11 @@ pub fn harmonic_shift(
             .all(|n| (0..=127).contains(&(n.pitch as i32 + shift)))
     };
     let mut best: Option<(i32, f64)> = None;
-    for shift in HARMONIC_SHIFTS {
+    // Off the keyboard first: a pitch below 0 would wrap as a u8 in `Key::contains`.
+    for shift in HARMONIC_SHIFTS.into_iter().filter(|&s| playable(s)) {
         let score = in_key(shift);
         // Checked only when it would win: `allowed` may cost a copy-guard query.
-        if playable(shift) && best.is_none_or(|(_, b)| score > b + 1e-9) && allowed(shift) {
+        if best.is_none_or(|(_, b)| score > b + 1e-9) && allowed(shift) {
             best = Some((shift, score));
         }
     }
@@ -289,6 +290,7 @@ mod tests {
         assert_eq!(harmonic_shift(&[note(125)], c_major, |s| s < 0), Some(-5));
         assert_eq!(harmonic_shift(&[note(125)], None, |s| s > 2), None);
         assert_eq!(harmonic_shift(&[note(2)], None, |_| true), Some(5));
+        assert_eq!(harmonic_shift(&[note(2)], c_major, |_| true), Some(5));
     }
 
     #[test]
