@@ -184,7 +184,8 @@ impl FastCache {
             attended: vec![0.0; batch * d],
             projected: vec![0.0; batch * d],
             hidden: vec![0.0; batch * w.d_ff],
-            scores: vec![0.0; w.max_seq_len],
+            // One run per sequence, so that each thread of a step has its own.
+            scores: vec![0.0; batch * w.max_seq_len],
         }
     }
 
@@ -225,11 +226,116 @@ impl FastCache {
     }
 }
 
+/// A contiguous group of a cache's sequences, borrowed for one step: what one thread of the
+/// step reads and writes (every buffer (rows, width) row-major, the rows' own).
+struct RowsMut<'a> {
+    rows: usize,
+    /// Per layer: keys, then values, (rows, heads, max_seq_len, head_dim).
+    kv: Vec<(&'a mut [f32], &'a mut [f32])>,
+    last_raw_keys: Vec<&'a mut [f32]>,
+    x: &'a mut [f32],
+    normed: &'a mut [f32],
+    qkv: &'a mut [f32],
+    attended: &'a mut [f32],
+    projected: &'a mut [f32],
+    hidden: &'a mut [f32],
+    scores: &'a mut [f32],
+}
+
+impl<'a> RowsMut<'a> {
+    /// The first `at` rows and the rest.
+    fn split(self, at: usize) -> (RowsMut<'a>, RowsMut<'a>) {
+        let rows = self.rows;
+        // Each buffer holds `rows` equal runs; the first `at` runs go left.
+        fn cut(buf: &mut [f32], at: usize, rows: usize) -> (&mut [f32], &mut [f32]) {
+            let run = buf.len() / rows;
+            buf.split_at_mut(at * run)
+        }
+        let (mut kv_a, mut kv_b) = (Vec::new(), Vec::new());
+        for (k, v) in self.kv {
+            let ((ka, kb), (va, vb)) = (cut(k, at, rows), cut(v, at, rows));
+            kv_a.push((ka, va));
+            kv_b.push((kb, vb));
+        }
+        let (raw_a, raw_b) = self
+            .last_raw_keys
+            .into_iter()
+            .map(|r| cut(r, at, rows))
+            .unzip();
+        let (x_a, x_b) = cut(self.x, at, rows);
+        let (n_a, n_b) = cut(self.normed, at, rows);
+        let (q_a, q_b) = cut(self.qkv, at, rows);
+        let (a_a, a_b) = cut(self.attended, at, rows);
+        let (p_a, p_b) = cut(self.projected, at, rows);
+        let (h_a, h_b) = cut(self.hidden, at, rows);
+        let (s_a, s_b) = cut(self.scores, at, rows);
+        (
+            RowsMut {
+                rows: at,
+                kv: kv_a,
+                last_raw_keys: raw_a,
+                x: x_a,
+                normed: n_a,
+                qkv: q_a,
+                attended: a_a,
+                projected: p_a,
+                hidden: h_a,
+                scores: s_a,
+            },
+            RowsMut {
+                rows: rows - at,
+                kv: kv_b,
+                last_raw_keys: raw_b,
+                x: x_b,
+                normed: n_b,
+                qkv: q_b,
+                attended: a_b,
+                projected: p_b,
+                hidden: h_b,
+                scores: s_b,
+            },
+        )
+    }
+}
+
+impl FastCache {
+    /// Every sequence, borrowed for one step.
+    fn rows_mut(&mut self) -> RowsMut<'_> {
+        RowsMut {
+            rows: self.batch,
+            kv: self
+                .kv
+                .iter_mut()
+                .map(|(k, v)| (k.as_mut_slice(), v.as_mut_slice()))
+                .collect(),
+            last_raw_keys: self
+                .last_raw_keys
+                .iter_mut()
+                .map(Vec::as_mut_slice)
+                .collect(),
+            x: &mut self.x,
+            normed: &mut self.normed,
+            qkv: &mut self.qkv,
+            attended: &mut self.attended,
+            projected: &mut self.projected,
+            hidden: &mut self.hidden,
+            scores: &mut self.scores,
+        }
+    }
+}
+
 impl DecodeWeights {
     /// Feeds one token per sequence after what `cache` holds; the logits of each sequence,
     /// (batch, vocab) row-major.
+    ///
+    /// Sequences are independent within a step, so with two threads in the current rayon
+    /// pool (the decode pool, [`super::decode_pool`]) each half of the batch steps on its
+    /// own core: one hand-off per step, where splitting each product's outputs would take
+    /// one per product. A row's numbers do not depend on the rows beside it (the products'
+    /// kernels take rows in pairs with each row's sums in one order), so a row decodes the
+    /// same alone, in a batch, or on either thread.
     pub(crate) fn step(&self, cache: &mut FastCache, next: &[u32]) -> Result<Vec<f32>> {
-        let (b, d) = (cache.batch, self.d_model);
+        let b = cache.batch;
         if next.len() != b {
             candle_core::bail!("{} tokens for a cache of {b} sequences", next.len());
         }
@@ -241,28 +347,46 @@ impl DecodeWeights {
                 self.max_seq_len
             );
         }
+        if let Some(&id) = next.iter().find(|&&id| id as usize >= self.vocab) {
+            candle_core::bail!("token {id} is outside the model's {} ids", self.vocab);
+        }
+        let mut logits = vec![0f32; b * self.vocab];
+        let rows = cache.rows_mut();
+        if b >= 2 && rayon::current_num_threads() >= 2 {
+            let at = b.div_ceil(2);
+            let (first, second) = rows.split(at);
+            let (logits_a, logits_b) = logits.split_at_mut(at * self.vocab);
+            let (next_a, next_b) = next.split_at(at);
+            rayon::join(
+                || self.step_rows(first, next_a, pos, logits_a),
+                || self.step_rows(second, next_b, pos, logits_b),
+            );
+        } else {
+            self.step_rows(rows, next, pos, &mut logits);
+        }
+        cache.len += 1;
+        Ok(logits)
+    }
+
+    /// One step of the sequences of `c` at position `pos`, their logits into `logits`.
+    fn step_rows(&self, c: RowsMut<'_>, next: &[u32], pos: usize, logits: &mut [f32]) {
+        let d = self.d_model;
         for (r, &id) in next.iter().enumerate() {
             let id = id as usize;
-            if id >= self.vocab {
-                candle_core::bail!("token {id} is outside the model's {} ids", self.vocab);
-            }
-            let x = &mut cache.x[r * d..(r + 1) * d];
+            let x = &mut c.x[r * d..(r + 1) * d];
             let tok = &self.tokens.w[id * d..(id + 1) * d];
             let p = &self.positions[pos * d..(pos + 1) * d];
             for ((o, t), p) in x.iter_mut().zip(tok).zip(p) {
                 *o = t + p;
             }
         }
-        for ((block, (keys, values)), last_raw_keys) in self
-            .blocks
-            .iter()
-            .zip(cache.kv.iter_mut())
-            .zip(cache.last_raw_keys.iter_mut())
+        for ((block, (keys, values)), last_raw_keys) in
+            self.blocks.iter().zip(c.kv).zip(c.last_raw_keys)
         {
-            layer_norm_rows(&cache.x, &block.ln1, &mut cache.normed);
-            block.qkv.apply_rows(&cache.normed, &mut cache.qkv, d);
+            layer_norm_rows(c.x, &block.ln1, c.normed);
+            block.qkv.apply_rows(c.normed, c.qkv, d);
             if !block.key_smear.is_empty() {
-                for (row, previous) in cache
+                for (row, previous) in c
                     .qkv
                     .chunks_exact_mut(3 * d)
                     .zip(last_raw_keys.chunks_exact_mut(d))
@@ -271,11 +395,11 @@ impl DecodeWeights {
                 }
             }
             attend(
-                &cache.qkv,
+                c.qkv,
                 keys,
                 values,
-                &mut cache.attended,
-                &mut cache.scores,
+                c.attended,
+                &mut c.scores[..self.max_seq_len],
                 Shape {
                     heads: self.n_heads,
                     head_dim: d / self.n_heads,
@@ -283,26 +407,16 @@ impl DecodeWeights {
                     pos,
                 },
             );
-            block
-                .out
-                .apply_rows(&cache.attended, &mut cache.projected, d);
-            add_into(&mut cache.x, &cache.projected);
-            layer_norm_rows(&cache.x, &block.ln2, &mut cache.normed);
-            block.up.apply_rows(&cache.normed, &mut cache.hidden, d);
-            cache
-                .hidden
-                .iter_mut()
-                .for_each(|v| *v = ops::gelu_value(*v));
-            block
-                .down
-                .apply_rows(&cache.hidden, &mut cache.projected, self.d_ff);
-            add_into(&mut cache.x, &cache.projected);
+            block.out.apply_rows(c.attended, c.projected, d);
+            add_into(c.x, c.projected);
+            layer_norm_rows(c.x, &block.ln2, c.normed);
+            block.up.apply_rows(c.normed, c.hidden, d);
+            c.hidden.iter_mut().for_each(|v| *v = ops::gelu_value(*v));
+            block.down.apply_rows(c.hidden, c.projected, self.d_ff);
+            add_into(c.x, c.projected);
         }
-        cache.len += 1;
-        layer_norm_rows(&cache.x, &self.ln_f, &mut cache.normed);
-        let mut logits = vec![0f32; b * self.vocab];
-        self.tokens.apply_rows(&cache.normed, &mut logits, d);
-        Ok(logits)
+        layer_norm_rows(c.x, &self.ln_f, c.normed);
+        self.tokens.apply_rows(c.normed, logits, d);
     }
 }
 

@@ -200,15 +200,19 @@ impl Model {
     }
 }
 
-/// A one-thread pool for decoding steps. A step's matrices are a few hundred kilobytes: split
-/// over two cores, each matmul and kernel costs more in hand-offs than it saves (measured by
-/// `continuo bench`), and in a DAW the other core belongs to the audio. Prefill and training
-/// keep every core. `None` if the thread cannot be started (decoding then uses the global pool).
+/// The pool of decoding steps: two threads where the machine has two cores. A step's
+/// matrices are a few hundred kilobytes: split over two cores, each product costs more in
+/// hand-offs than it saves (measured by `continuo bench`), so one sequence steps on one
+/// thread; the sequences of a batch (candidates, variations) are independent and step half
+/// on each thread, one hand-off per step ([`decode::DecodeWeights::step`]). Prefill and
+/// training keep every core. `None` if the threads cannot be started (decoding then uses the
+/// global pool).
 pub fn decode_pool() -> Option<&'static rayon::ThreadPool> {
     static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
+            .num_threads(cores.min(2))
             .thread_name(|_| "continuo-decode".into())
             .build()
             .ok()

@@ -558,6 +558,40 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_stepped_on_two_threads_is_bit_for_bit_the_batch_on_one() {
+        let mut model = small_model(31, 40);
+        model.set_step_precision(StepPrecision::I8);
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        };
+        let (one, two) = (pool(1), pool(2));
+        // Five different sequences: halves of three and two rows on two threads, where one
+        // thread pairs the rows (0, 1), (2, 3) and takes row 4 alone.
+        let ids: Vec<u32> = (0..100u32).map(|i| (i * 7 + i / 3) % 31).collect();
+        let ids = Tensor::from_vec(ids, (5, 20), &Device::Cpu).unwrap();
+        let prompt = ids.i((.., ..6)).unwrap();
+        let (mut alone, mut split) = (KvCache::default(), KvCache::default());
+        two.install(|| model.forward_cached(&prompt, &mut alone))
+            .unwrap();
+        two.install(|| model.forward_cached(&prompt, &mut split))
+            .unwrap();
+        for t in 6..20 {
+            let next = ids.i((.., t..t + 1)).unwrap();
+            let a = one.install(|| model.forward_cached(&next, &mut alone));
+            let b = two.install(|| model.forward_cached(&next, &mut split));
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert_eq!(
+                a.to_vec2::<f32>().unwrap(),
+                b.to_vec2::<f32>().unwrap(),
+                "position {t}"
+            );
+        }
+    }
+
+    #[test]
     fn cached_decoding_matches_the_full_forward_up_to_the_last_position() {
         let model = small_model(31, 12);
         let ids: Vec<u32> = (0..24u32).map(|i| (i * 7 + 3) % 31).collect();
