@@ -94,11 +94,39 @@ impl Dense {
     }
 
     /// `out[r] = W · x[r] + bias` for every row of `x`, in the steps' precision.
+    ///
+    /// A single sequence (one candidate) with two threads in the pool takes half the outputs
+    /// on each: its step is bound by reading the weights (13 MB in f32), and two cores read
+    /// twice the bytes one does; one hand-off per product is cheap beside that (`continuo
+    /// bench`: f32 steps 2.4x, i8 1.45x as fast). A batch steps its rows apart instead
+    /// ([`DecodeWeights::step`]). The split is at a multiple of 4 outputs, where the kernel's
+    /// blocks of four fall anyway, so every output is the same sum either way.
     fn apply_rows(&self, x: &[f32], out: &mut [f32], inp: usize) {
+        let outs = self.w.len() / inp;
+        if x.len() == inp && outs >= 128 && rayon::current_num_threads() >= 2 {
+            let at = (outs / 2).next_multiple_of(4);
+            let (first, second) = out.split_at_mut(at);
+            rayon::join(
+                || self.apply_outputs(0..at, x, first, inp),
+                || self.apply_outputs(at..outs, x, second, inp),
+            );
+            return;
+        }
+        self.apply_outputs(0..outs, x, out, inp);
+    }
+
+    /// [`Self::apply_rows`] for outputs `js` only (`out` holds just those).
+    fn apply_outputs(&self, js: std::ops::Range<usize>, x: &[f32], out: &mut [f32], inp: usize) {
+        let bias = if self.bias.is_empty() {
+            &self.bias[..]
+        } else {
+            &self.bias[js.clone()]
+        };
+        let w = js.start * inp..js.end * inp;
         match &self.rounded {
-            Rounded::None => matvec_rows_narrow(&self.w, None, &self.bias, x, out, inp),
-            Rounded::F16(w16) => matvec_rows_f16(w16, &self.bias, x, out, inp),
-            Rounded::I8 { q, scales } => matvec_rows_i8(q, scales, &self.bias, x, out, inp),
+            Rounded::None => matvec_rows_narrow(&self.w[w], None, bias, x, out, inp),
+            Rounded::F16(w16) => matvec_rows_f16(&w16[w], bias, x, out, inp),
+            Rounded::I8 { q, scales } => matvec_rows_i8(&q[w], &scales[js], bias, x, out, inp),
         }
     }
 }
@@ -151,12 +179,19 @@ pub(crate) struct DecodeWeights {
 }
 
 /// Keys and values of every past position of every sequence, per layer, laid out
-/// (batch, heads, max_seq_len, head_dim), and the scratch rows of a step.
+/// (batch, heads, max_seq_len, head_dim), and the scratch rows of a step. The prompt that
+/// every sequence shares (candidates and variations read one) is held once.
 pub struct FastCache {
     batch: usize,
     pub(super) len: usize,
-    /// Per layer: keys, then values.
+    /// Per layer: keys, then values; a sequence's positions before `shared_len` are unused.
     pub(super) kv: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Per layer: keys, then values of the first `shared_len` positions, which every
+    /// sequence holds alike, (heads, max_seq_len, head_dim). Read by every sequence instead
+    /// of copied into each: a step of four candidates then reads the prompt's keys once from
+    /// memory rather than four times, and the prefill copies nothing.
+    shared: Vec<(Vec<f32>, Vec<f32>)>,
+    shared_len: usize,
     /// Per layer: each sequence's last key before its smear, (batch, d).
     pub(super) last_raw_keys: Vec<Vec<f32>>,
     x: Vec<f32>,
@@ -177,6 +212,8 @@ impl FastCache {
             batch,
             len: 0,
             kv: w.blocks.iter().map(|_| (layer(), layer())).collect(),
+            shared: Vec::new(),
+            shared_len: 0,
             last_raw_keys: w.blocks.iter().map(|_| vec![0.0; batch * d]).collect(),
             x: vec![0.0; batch * d],
             normed: vec![0.0; batch * d],
@@ -189,21 +226,13 @@ impl FastCache {
         }
     }
 
-    /// A cache of `batch` sequences, each holding what this one-sequence cache holds.
-    pub(crate) fn repeated(&self, w: &DecodeWeights, batch: usize) -> Self {
+    /// A cache of `batch` sequences, each holding what this one-sequence cache holds: its
+    /// keys and values become the shared prefix.
+    pub(crate) fn into_repeated(self, w: &DecodeWeights, batch: usize) -> Self {
         let mut out = Self::empty(w, batch);
         out.len = self.len;
-        // Per (sequence, head) a run of max_seq_len positions, of which `len` are written.
-        let run = w.max_seq_len * (w.d_model / w.n_heads);
-        let held = self.len * (w.d_model / w.n_heads);
-        for ((keys, values), (k1, v1)) in out.kv.iter_mut().zip(&self.kv) {
-            for (to, from) in [(keys, k1), (values, v1)] {
-                for (i, head) in to.chunks_exact_mut(run).enumerate() {
-                    let h = i % w.n_heads;
-                    head[..held].copy_from_slice(&from[h * run..][..held]);
-                }
-            }
-        }
+        out.shared_len = self.len;
+        out.shared = self.kv;
         for (raw, raw1) in out.last_raw_keys.iter_mut().zip(&self.last_raw_keys) {
             for r in raw.chunks_exact_mut(w.d_model) {
                 r.copy_from_slice(raw1);
@@ -232,6 +261,9 @@ struct RowsMut<'a> {
     rows: usize,
     /// Per layer: keys, then values, (rows, heads, max_seq_len, head_dim).
     kv: Vec<(&'a mut [f32], &'a mut [f32])>,
+    /// The cache's shared prefix (every row's), and its length.
+    shared: &'a [(Vec<f32>, Vec<f32>)],
+    shared_len: usize,
     last_raw_keys: Vec<&'a mut [f32]>,
     x: &'a mut [f32],
     normed: &'a mut [f32],
@@ -273,6 +305,8 @@ impl<'a> RowsMut<'a> {
             RowsMut {
                 rows: at,
                 kv: kv_a,
+                shared: self.shared,
+                shared_len: self.shared_len,
                 last_raw_keys: raw_a,
                 x: x_a,
                 normed: n_a,
@@ -285,6 +319,8 @@ impl<'a> RowsMut<'a> {
             RowsMut {
                 rows: rows - at,
                 kv: kv_b,
+                shared: self.shared,
+                shared_len: self.shared_len,
                 last_raw_keys: raw_b,
                 x: x_b,
                 normed: n_b,
@@ -308,6 +344,8 @@ impl FastCache {
                 .iter_mut()
                 .map(|(k, v)| (k.as_mut_slice(), v.as_mut_slice()))
                 .collect(),
+            shared: &self.shared,
+            shared_len: self.shared_len,
             last_raw_keys: self
                 .last_raw_keys
                 .iter_mut()
@@ -380,9 +418,9 @@ impl DecodeWeights {
                 *o = t + p;
             }
         }
-        for ((block, (keys, values)), last_raw_keys) in
-            self.blocks.iter().zip(c.kv).zip(c.last_raw_keys)
-        {
+        let layers = self.blocks.iter().zip(c.kv).zip(c.last_raw_keys);
+        for (i, ((block, (keys, values)), last_raw_keys)) in layers.enumerate() {
+            let shared = c.shared.get(i).map(|(k, v)| (k.as_slice(), v.as_slice()));
             layer_norm_rows(c.x, &block.ln1, c.normed);
             block.qkv.apply_rows(c.normed, c.qkv, d);
             if !block.key_smear.is_empty() {
@@ -396,8 +434,8 @@ impl DecodeWeights {
             }
             attend(
                 c.qkv,
-                keys,
-                values,
+                (keys, values),
+                shared,
                 c.attended,
                 &mut c.scores[..self.max_seq_len],
                 Shape {
@@ -405,6 +443,7 @@ impl DecodeWeights {
                     head_dim: d / self.n_heads,
                     max: self.max_seq_len,
                     pos,
+                    shared: if shared.is_some() { c.shared_len } else { 0 },
                 },
             );
             block.out.apply_rows(c.attended, c.projected, d);
@@ -428,58 +467,64 @@ struct Shape {
     max: usize,
     /// The step's position: its key and value go there, and it attends to 0..=pos.
     pos: usize,
+    /// Positions read from the shared prefix rather than the sequence's own keys.
+    shared: usize,
 }
 
 /// Writes each sequence's key and value for `s.pos` into the cache, then its attention
-/// output (batch, d) into `out`.
+/// output (batch, d) into `out`. Keys before `s.shared` are the shared prefix's
+/// (`shared`: keys and values, (heads, max, head_dim)), the rest each sequence's own.
 fn attend(
     qkv: &[f32],
-    keys: &mut [f32],
-    values: &mut [f32],
+    (keys, values): (&mut [f32], &mut [f32]),
+    shared: Option<(&[f32], &[f32])>,
     out: &mut [f32],
     scores: &mut [f32],
     s: Shape,
 ) {
-    let d = s.heads * s.head_dim;
-    let scale = 1.0 / (s.head_dim as f32).sqrt();
-    for (r, (row, out_row)) in qkv.chunks(3 * d).zip(out.chunks_mut(d)).enumerate() {
-        for h in 0..s.heads {
-            let slot = ((r * s.heads + h) * s.max) * s.head_dim;
-            let head = h * s.head_dim..(h + 1) * s.head_dim;
-            let at = slot + s.pos * s.head_dim;
-            keys[at..at + s.head_dim].copy_from_slice(&row[d..][head.clone()]);
-            values[at..at + s.head_dim].copy_from_slice(&row[2 * d..][head.clone()]);
+    let (d, hd) = (s.heads * s.head_dim, s.head_dim);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let rows = qkv.len() / (3 * d);
+    // Head by head, each sequence in turn: the sequences read one head's shared keys while
+    // they are in L2.
+    for h in 0..s.heads {
+        let head = h * hd..(h + 1) * hd;
+        let (shared_k, shared_v) = match shared {
+            Some((k, v)) => (
+                &k[h * s.max * hd..][..s.shared * hd],
+                &v[h * s.max * hd..][..s.shared * hd],
+            ),
+            None => (&[][..], &[][..]),
+        };
+        for r in 0..rows {
+            let row = &qkv[r * 3 * d..(r + 1) * 3 * d];
+            let slot = ((r * s.heads + h) * s.max) * hd;
+            let at = slot + s.pos * hd;
+            keys[at..at + hd].copy_from_slice(&row[d..][head.clone()]);
+            values[at..at + hd].copy_from_slice(&row[2 * d..][head.clone()]);
             let q = &row[head.clone()];
-            let k = &keys[slot..slot + (s.pos + 1) * s.head_dim];
+            let own = slot + s.shared * hd..slot + (s.pos + 1) * hd;
+            let (k, v) = ((shared_k, &keys[own.clone()]), (shared_v, &values[own]));
+            let y = &mut out[r * d..][head.clone()];
+            let sc = &mut scores[..=s.pos];
             #[cfg(target_arch = "x86_64")]
-            if s.head_dim.is_multiple_of(8)
-                && s.head_dim <= 64
+            if hd.is_multiple_of(8)
+                && hd <= 64
                 && std::is_x86_feature_detected!("avx2")
                 && std::is_x86_feature_detected!("fma")
             {
-                let v = &values[slot..slot + (s.pos + 1) * s.head_dim];
                 // SAFETY: the CPU has AVX2 and FMA (checked just above; the check is cached).
-                unsafe {
-                    simd::attend_head_avx2(
-                        q,
-                        k,
-                        v,
-                        scale,
-                        &mut scores[..=s.pos],
-                        &mut out_row[head],
-                    )
-                };
+                unsafe { simd::attend_head_avx2(q, k, v, scale, sc, y) };
                 continue;
             }
-            let sc = &mut scores[..=s.pos];
-            for (o, kr) in sc.iter_mut().zip(k.chunks_exact(s.head_dim)) {
+            let key_rows = k.0.chunks_exact(hd).chain(k.1.chunks_exact(hd));
+            for (o, kr) in sc.iter_mut().zip(key_rows) {
                 *o = dot(q, kr) * scale;
             }
             row_math::softmax_in_place(sc);
-            let y = &mut out_row[head];
             y.fill(0.0);
-            let v = &values[slot..slot + (s.pos + 1) * s.head_dim];
-            for (&p, vr) in sc.iter().zip(v.chunks_exact(s.head_dim)) {
+            let value_rows = v.0.chunks_exact(hd).chain(v.1.chunks_exact(hd));
+            for (&p, vr) in sc.iter().zip(value_rows) {
                 axpy(p, vr, y);
             }
         }
@@ -680,15 +725,16 @@ mod simd {
     /// [`dot_avx2`]`(q, key) × scale`), their softmax, and the values summed by them into `y`
     /// (each exactly a run of [`axpy_avx2`]). The query and the sum stay in registers across
     /// the keys instead of a call, a load and a store per key: the same numbers, a third of
-    /// the step's time at long contexts. `head_dim` is a multiple of 8, at most 64.
+    /// the step's time at long contexts. `head_dim` is a multiple of 8, at most 64. Keys and
+    /// values come in two runs, the shared prefix's and then the sequence's own, read as one.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn attend_head_avx2(
         q: &[f32],
-        keys: &[f32],
-        values: &[f32],
+        (shared_keys, keys): (&[f32], &[f32]),
+        (shared_values, values): (&[f32], &[f32]),
         scale: f32,
         scores: &mut [f32],
         y: &mut [f32],
@@ -696,7 +742,16 @@ mod simd {
         let hd = q.len();
         let blocks = hd / 8;
         assert!(hd.is_multiple_of(8) && blocks <= 8 && y.len() == hd);
-        assert!(keys.len() >= scores.len() * hd && values.len() >= scores.len() * hd);
+        let ns = shared_keys.len() / hd;
+        assert!(shared_values.len() == ns * hd && ns <= scores.len());
+        assert!(keys.len() >= (scores.len() - ns) * hd && values.len() >= (scores.len() - ns) * hd);
+        let key_at = |t: usize| {
+            if t < ns {
+                shared_keys.as_ptr().add(t * hd)
+            } else {
+                keys.as_ptr().add((t - ns) * hd)
+            }
+        };
         let mut qv = [_mm256_setzero_ps(); 8];
         for (b, v) in qv.iter_mut().enumerate().take(blocks) {
             *v = _mm256_loadu_ps(q.as_ptr().add(8 * b));
@@ -704,7 +759,7 @@ mod simd {
         // dot_avx2's order: blocks of 32 over four sums, then blocks of 8 into the first; the
         // four sums added pairwise. Its eight lanes are then summed in order.
         let lanes_of = |t: usize| {
-            let pk = keys.as_ptr().add(t * hd);
+            let pk = key_at(t);
             let mut acc = [_mm256_setzero_ps(); 4];
             let mut i = 0;
             while i + 32 <= hd {
@@ -746,7 +801,11 @@ mod simd {
         crate::model::row_math::softmax_in_place(scores);
         let mut acc = [_mm256_setzero_ps(); 8];
         for (t, &p) in scores.iter().enumerate() {
-            let pv = values.as_ptr().add(t * hd);
+            let pv = if t < ns {
+                shared_values.as_ptr().add(t * hd)
+            } else {
+                values.as_ptr().add((t - ns) * hd)
+            };
             let vp = _mm256_set1_ps(p);
             for (b, a) in acc.iter_mut().enumerate().take(blocks) {
                 *a = _mm256_fmadd_ps(vp, _mm256_loadu_ps(pv.add(8 * b)), *a);
@@ -1029,8 +1088,27 @@ mod tests {
             }
             let (mut sc2, mut y2) = (vec![0f32; keys], vec![0f32; hd]);
             // SAFETY: AVX2 and FMA checked above.
-            unsafe { simd::attend_head_avx2(&q, &k, &v, scale, &mut sc2, &mut y2) };
-            assert_eq!((sc, y), (sc2, y2), "head_dim {hd}, {keys} keys");
+            unsafe { simd::attend_head_avx2(&q, (&[], &k), (&[], &v), scale, &mut sc2, &mut y2) };
+            assert_eq!((&sc, &y), (&sc2, &y2), "head_dim {hd}, {keys} keys");
+            // The same keys and values split into a shared prefix and a sequence's own.
+            let cut = keys / 3 * hd;
+            let (mut sc3, mut y3) = (vec![0f32; keys], vec![0f32; hd]);
+            // SAFETY: as above.
+            unsafe {
+                simd::attend_head_avx2(
+                    &q,
+                    (&k[..cut], &k[cut..]),
+                    (&v[..cut], &v[cut..]),
+                    scale,
+                    &mut sc3,
+                    &mut y3,
+                )
+            };
+            assert_eq!(
+                (sc, y),
+                (sc3, y3),
+                "head_dim {hd}, {keys} keys, split at {cut}"
+            );
         }
     }
 

@@ -35,10 +35,10 @@ impl DecodeWeights {
             candle_core::bail!("token {id} is outside the model's {} ids", self.vocab);
         }
         if batch > 1 && ids.chunks_exact(t).all(|row| row == &ids[..t]) {
-            // Candidates and variations read one prompt: read it once, and give every row
-            // its own copy of the keys and values.
+            // Candidates and variations read one prompt: read it once, and let every row
+            // read its keys and values.
             let (one, logits) = self.prefill(&ids[..t], 1)?;
-            return Ok((one.repeated(self, batch), logits.repeat(batch)));
+            return Ok((one.into_repeated(self, batch), logits.repeat(batch)));
         }
         let (d, n) = (self.d_model, ids.len());
         let par = all_threads();

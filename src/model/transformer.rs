@@ -558,9 +558,22 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_stepped_on_two_threads_is_bit_for_bit_the_batch_on_one() {
-        let mut model = small_model(31, 40);
-        model.set_step_precision(StepPrecision::I8);
+    fn steps_on_two_threads_are_bit_for_bit_steps_on_one() {
+        // Wide enough that a single sequence's products split their outputs (d 64: the q/k/v
+        // product has 192 outputs, the MLP's first 256, the head 200).
+        let cfg = Config {
+            vocab_size: 200,
+            d_model: 64,
+            n_layers: 2,
+            n_heads: 4,
+            d_ff: 256,
+            max_seq_len: 40,
+            smeared_keys: true,
+        };
+        let vm = VarMap::new();
+        let mut model =
+            Transformer::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        set_key_smears(&vm);
         let pool = |n| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
@@ -569,25 +582,69 @@ mod tests {
         };
         let (one, two) = (pool(1), pool(2));
         // Five different sequences: halves of three and two rows on two threads, where one
-        // thread pairs the rows (0, 1), (2, 3) and takes row 4 alone.
-        let ids: Vec<u32> = (0..100u32).map(|i| (i * 7 + i / 3) % 31).collect();
-        let ids = Tensor::from_vec(ids, (5, 20), &Device::Cpu).unwrap();
-        let prompt = ids.i((.., ..6)).unwrap();
-        let (mut alone, mut split) = (KvCache::default(), KvCache::default());
-        two.install(|| model.forward_cached(&prompt, &mut alone))
-            .unwrap();
-        two.install(|| model.forward_cached(&prompt, &mut split))
-            .unwrap();
-        for t in 6..20 {
-            let next = ids.i((.., t..t + 1)).unwrap();
-            let a = one.install(|| model.forward_cached(&next, &mut alone));
-            let b = two.install(|| model.forward_cached(&next, &mut split));
-            let (a, b) = (a.unwrap(), b.unwrap());
-            assert_eq!(
-                a.to_vec2::<f32>().unwrap(),
-                b.to_vec2::<f32>().unwrap(),
-                "position {t}"
-            );
+        // thread pairs the rows (0, 1), (2, 3) and takes row 4 alone; and one sequence alone,
+        // whose products split their outputs.
+        for precision in StepPrecision::ALL {
+            model.set_step_precision(precision);
+            for batch in [5, 1] {
+                let ids: Vec<u32> = (0..batch as u32 * 20)
+                    .map(|i| (i * 7 + i / 3) % 200)
+                    .collect();
+                let ids = Tensor::from_vec(ids, (batch, 20), &Device::Cpu).unwrap();
+                let prompt = ids.i((.., ..6)).unwrap();
+                let (mut alone, mut split) = (KvCache::default(), KvCache::default());
+                two.install(|| model.forward_cached(&prompt, &mut alone))
+                    .unwrap();
+                two.install(|| model.forward_cached(&prompt, &mut split))
+                    .unwrap();
+                for t in 6..20 {
+                    let next = ids.i((.., t..t + 1)).unwrap();
+                    let a = one.install(|| model.forward_cached(&next, &mut alone));
+                    let b = two.install(|| model.forward_cached(&next, &mut split));
+                    let (a, b) = (a.unwrap(), b.unwrap());
+                    assert_eq!(
+                        a.to_vec2::<f32>().unwrap(),
+                        b.to_vec2::<f32>().unwrap(),
+                        "{precision:?}, batch {batch}, position {t}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn candidates_reading_one_shared_prompt_decode_as_each_would_alone() {
+        let model = small_model(31, 40);
+        // Three rows of one prompt (its keys and values held once), then different tokens.
+        let prompt: Vec<u32> = (0..9u32).map(|i| (i * 5 + 2) % 31).collect();
+        let tails: Vec<Vec<u32>> = (0..3u32)
+            .map(|r| (0..12u32).map(|i| (i * 3 + r * 11 + 1) % 31).collect())
+            .collect();
+        let run = |rows: &[&Vec<u32>]| -> Vec<Vec<Vec<f32>>> {
+            let b = rows.len();
+            let ids: Vec<u32> = (0..b).flat_map(|_| prompt.iter().copied()).collect();
+            let mut cache = KvCache::default();
+            let first = model
+                .forward_cached(
+                    &Tensor::from_vec(ids, (b, 9), &Device::Cpu).unwrap(),
+                    &mut cache,
+                )
+                .unwrap();
+            let mut out = vec![first.to_vec2::<f32>().unwrap()];
+            for t in 0..12 {
+                let next: Vec<u32> = rows.iter().map(|r| r[t]).collect();
+                let next = Tensor::from_vec(next, (b, 1), &Device::Cpu).unwrap();
+                let logits = model.forward_cached(&next, &mut cache).unwrap();
+                out.push(logits.to_vec2::<f32>().unwrap());
+            }
+            out
+        };
+        let together = run(&tails.iter().collect::<Vec<_>>());
+        for (r, tail) in tails.iter().enumerate() {
+            let alone = run(&[tail]);
+            for (t, (a, b)) in alone.iter().zip(&together).enumerate() {
+                assert_eq!(a[0], b[r], "row {r}, step {t}");
+            }
         }
     }
 
