@@ -206,7 +206,7 @@ impl Model {
 /// product's outputs between them instead, since its step is bound by reading the weights
 /// (`decode::Dense::apply_rows`). Splitting a batch's products too costs more in hand-offs
 /// than it saves (`continuo bench --answer`: the default answer of 8 bars 123–132 ms against
-/// 110–114 ms by rows). Prefill and training keep every core. `None` if the threads cannot
+/// 102–114 ms by rows). Prefill and training keep every core. `None` if the threads cannot
 /// be started (decoding then uses the global pool).
 pub fn decode_pool() -> Option<&'static rayon::ThreadPool> {
     static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
