@@ -461,7 +461,7 @@ mod tests {
     /// A randomly initialised model: 2 blocks, d 32, 4 heads; its decoding steps read the
     /// f32 weights, so they compute what the full forward does.
     fn small_model(vocab_size: usize, max_seq_len: usize) -> Transformer {
-        let cfg = Config {
+        model_of(&Config {
             vocab_size,
             d_model: 32,
             n_layers: 2,
@@ -469,10 +469,14 @@ mod tests {
             d_ff: 64,
             max_seq_len,
             smeared_keys: true,
-        };
+        })
+    }
+
+    /// A randomly initialised model of `cfg` whose steps read the f32 weights.
+    fn model_of(cfg: &Config) -> Transformer {
         let vm = VarMap::new();
         let mut m =
-            Transformer::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+            Transformer::new(cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
         // The smear starts at zero, where a cache that smeared wrongly would still agree.
         set_key_smears(&vm);
         m.set_step_precision(StepPrecision::F32);
@@ -561,7 +565,7 @@ mod tests {
     fn steps_on_two_threads_are_bit_for_bit_steps_on_one() {
         // Wide enough that a single sequence's products split their outputs (d 64: the q/k/v
         // product has 192 outputs, the MLP's first 256, the head 200).
-        let cfg = Config {
+        let mut model = model_of(&Config {
             vocab_size: 200,
             d_model: 64,
             n_layers: 2,
@@ -569,11 +573,7 @@ mod tests {
             d_ff: 256,
             max_seq_len: 40,
             smeared_keys: true,
-        };
-        let vm = VarMap::new();
-        let mut model =
-            Transformer::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
-        set_key_smears(&vm);
+        });
         let pool = |n| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
