@@ -13,13 +13,16 @@
 //! ([`ops::moments`], [`row_math::softmax_in_place`], [`ops::gelu_value`]).
 //!
 //! The steps read their matrices as 8-bit integers with a scale per row by default
-//! ([`StepPrecision`]): a step at batch 1 is bound by reading the 13 MB of f32 weights from
-//! memory (they do not fit this machine's 8 MB L3), and a quarter of the bytes (3.4 MB, in
-//! L3) is most of the time saved (f16, half the bytes, is kept as a choice). Arithmetic stays
+//! ([`StepPrecision`]): a step at batch 1 is bound by reading the 13 MB of f32 weights
+//! (from memory on the AVX-512 machine with an 8 MB L3 where this was measured; from a
+//! shared L3 at best on today's 32 MB one, whose two cores hold 1 MB of L2 each), and a
+//! quarter of the bytes (3.4 MB) is most of the time saved (f16, half the bytes, is kept as
+//! a choice; `continuo bench`: i8 steps 0.15 ms, f32 0.24 ms at ctx 256). Arithmetic stays
 //! f32 (each weight widened as it is loaded); the held-out NLL moves by far less than the
 //! 0.01 nats/token the speed issue allows (`continuo eval --step-precisions`: +0.0002 for
 //! i8, figures in BENCHMARKS.md). The prefill keeps f32: it is bound by arithmetic, not bytes.
 
+use super::spare_buffers::SPARE;
 use super::{ops, row_math, smeared_keys};
 use candle_core::Result;
 use half::f16;
@@ -207,7 +210,8 @@ impl FastCache {
     /// A cache of `batch` sequences holding no position yet.
     pub(crate) fn empty(w: &DecodeWeights, batch: usize) -> Self {
         let d = w.d_model;
-        let layer = || vec![0f32; batch * w.max_seq_len * d];
+        // Positions are written before they are read, so a spare's old values never show.
+        let layer = || SPARE.take(batch * w.max_seq_len * d);
         Self {
             batch,
             len: 0,
@@ -228,11 +232,11 @@ impl FastCache {
 
     /// A cache of `batch` sequences, each holding what this one-sequence cache holds: its
     /// keys and values become the shared prefix.
-    pub(crate) fn into_repeated(self, w: &DecodeWeights, batch: usize) -> Self {
+    pub(crate) fn into_repeated(mut self, w: &DecodeWeights, batch: usize) -> Self {
         let mut out = Self::empty(w, batch);
         out.len = self.len;
         out.shared_len = self.len;
-        out.shared = self.kv;
+        out.shared = std::mem::take(&mut self.kv);
         for (raw, raw1) in out.last_raw_keys.iter_mut().zip(&self.last_raw_keys) {
             for r in raw.chunks_exact_mut(w.d_model) {
                 r.copy_from_slice(raw1);
@@ -252,6 +256,16 @@ impl FastCache {
 
     pub fn batch(&self) -> usize {
         self.batch
+    }
+}
+
+impl Drop for FastCache {
+    /// The keys and values go back to the spares, for the next answer's cache.
+    fn drop(&mut self) {
+        for (k, v) in self.kv.drain(..).chain(self.shared.drain(..)) {
+            SPARE.give(k);
+            SPARE.give(v);
+        }
     }
 }
 
@@ -450,7 +464,7 @@ impl DecodeWeights {
             add_into(c.x, c.projected);
             layer_norm_rows(c.x, &block.ln2, c.normed);
             block.up.apply_rows(c.normed, c.hidden, d);
-            c.hidden.iter_mut().for_each(|v| *v = ops::gelu_value(*v));
+            ops::bias_gelu_rows(c.hidden, &[]);
             block.down.apply_rows(c.hidden, c.projected, self.d_ff);
             add_into(c.x, c.projected);
         }

@@ -14,6 +14,7 @@ mod prefill;
 mod row_math;
 pub mod sampler;
 mod smeared_keys;
+mod spare_buffers;
 pub mod transformer;
 pub mod variation;
 

@@ -385,6 +385,36 @@ pub fn causal_mask(tq: usize, tk: usize, device: &Device) -> Result<Tensor> {
 const GELU_C: f32 = 0.797_884_6; // sqrt(2 / pi)
 const GELU_A: f32 = 0.044_715;
 
+/// `row = gelu(row + bias)` for each row of `bias.len()` values of `rows` (no bias: empty,
+/// and `rows` one row); compiled for the baseline and for AVX2, as
+/// [`softmax_in_place`](super::row_math::softmax_in_place) is.
+pub(crate) fn bias_gelu_rows(rows: &mut [f32], bias: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::row_math::has_avx2() {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { bias_gelu_avx2(rows, bias) };
+    }
+    bias_gelu_lanes(rows, bias)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn bias_gelu_avx2(rows: &mut [f32], bias: &[f32]) {
+    bias_gelu_lanes(rows, bias)
+}
+
+#[inline(always)]
+fn bias_gelu_lanes(rows: &mut [f32], bias: &[f32]) {
+    if bias.is_empty() {
+        return rows.iter_mut().for_each(|v| *v = gelu_value(*v));
+    }
+    for row in rows.chunks_exact_mut(bias.len()) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            *v = gelu_value(*v + b);
+        }
+    }
+}
+
 /// The tanh-approximated GELU of one value (training's kernel and decoding both use it).
 #[inline(always)]
 pub(crate) fn gelu_value(v: f32) -> f32 {

@@ -11,7 +11,8 @@
 //! Only the last position's logits are computed, which is all a prefill returns.
 
 use super::decode::{layer_norm_rows, matvec_rows, BlockWeights, DecodeWeights, FastCache};
-use super::matmul::{add_x_wt, all_threads};
+use super::matmul::{linear_by_outputs, Outputs};
+use super::spare_buffers::SPARE;
 use super::{attention, ops, smeared_keys};
 use candle_core::Result;
 use rayon::prelude::*;
@@ -41,9 +42,9 @@ impl DecodeWeights {
             return Ok((one.into_repeated(self, batch), logits.repeat(batch)));
         }
         let (d, n) = (self.d_model, ids.len());
-        let par = all_threads();
 
-        let mut x = vec![0f32; n * d];
+        // Every buffer is written before it is read: spares from the last prefill serve.
+        let mut x = SPARE.take(n * d);
         for (r, (row, &id)) in x.chunks_mut(d).zip(ids).enumerate() {
             let tok = &self.tokens.w[id as usize * d..][..d];
             let p = &self.positions[(r % t) * d..][..d];
@@ -51,10 +52,10 @@ impl DecodeWeights {
                 *o = a + b;
             }
         }
-        let mut normed = vec![0f32; n * d];
-        let mut qkv = vec![0f32; n * 3 * d];
-        let mut attended = vec![0f32; n * d];
-        let mut hidden = vec![0f32; n * self.d_ff];
+        let mut normed = SPARE.take(n * d);
+        let mut qkv = SPARE.take(n * 3 * d);
+        let mut attended = SPARE.take(n * d);
+        let mut hidden = SPARE.take(n * self.d_ff);
         let mut cache = FastCache::empty(self, batch);
         let shape = PromptShape {
             batch,
@@ -71,8 +72,13 @@ impl DecodeWeights {
             .zip(cache.last_raw_keys.iter_mut());
         for (i, ((block, (keys, values)), last_raw_keys)) in layers.enumerate() {
             ops::layer_norm_rows_par(&x, (&block.ln1.0, &block.ln1.1), &mut normed);
-            rows_of(&mut qkv, &block.qkv.bias);
-            add_x_wt(&normed, &block.qkv.w, &mut qkv, d, par);
+            linear_by_outputs(
+                &normed,
+                &block.qkv.w,
+                &mut qkv,
+                d,
+                Outputs::Bias(&block.qkv.bias),
+            );
             if !block.key_smear.is_empty() {
                 for (sequence, previous) in qkv
                     .chunks_exact_mut(t * 3 * d)
@@ -89,16 +95,19 @@ impl DecodeWeights {
                 // the logits only its output at the last one: the rest of the block runs on
                 // one row per sequence (a fifth of the prefill's arithmetic saved).
                 attend_prompt(&qkv, keys, values, &mut attended[..batch * d], shape, 1);
-                x = last_rows(&x, t, d);
+                x = last_rows(x, t, d);
                 let normed = &mut normed[..batch * d];
                 let hidden = &mut hidden[..batch * self.d_ff];
                 self.attention_out_and_mlp(block, &mut x, &attended[..batch * d], normed, hidden);
             }
         }
         cache.len = t;
+        for buf in [normed, qkv, attended, hidden] {
+            SPARE.give(buf);
+        }
 
         if self.blocks.is_empty() {
-            x = last_rows(&x, t, d);
+            x = last_rows(x, t, d);
         }
         let mut last_normed = vec![0f32; batch * d];
         layer_norm_rows(&x, &self.ln_f, &mut last_normed);
@@ -119,34 +128,52 @@ impl DecodeWeights {
         normed: &mut [f32],
         hidden: &mut [f32],
     ) {
-        let (d, par) = (self.d_model, all_threads());
-        add_rows(x, &block.out.bias);
-        add_x_wt(attended, &block.out.w, x, d, par);
+        let d = self.d_model;
+        linear_by_outputs(
+            attended,
+            &block.out.w,
+            x,
+            d,
+            Outputs::AddBias(&block.out.bias),
+        );
         ops::layer_norm_rows_par(x, (&block.ln2.0, &block.ln2.1), normed);
-        rows_of(hidden, &block.up.bias);
-        add_x_wt(normed, &block.up.w, hidden, d, par);
-        hidden
-            .par_chunks_mut(4096)
-            .for_each(|c| c.iter_mut().for_each(|v| *v = ops::gelu_value(*v)));
-        add_rows(x, &block.down.bias);
-        add_x_wt(hidden, &block.down.w, x, self.d_ff, par);
+        linear_by_outputs(
+            normed,
+            &block.up.w,
+            hidden,
+            d,
+            Outputs::BiasGelu(&block.up.bias),
+        );
+        let down = Outputs::AddBias(&block.down.bias);
+        linear_by_outputs(hidden, &block.down.w, x, self.d_ff, down);
     }
 }
 
-/// The last row of each sequence of `t` rows of `d` values.
-fn last_rows(x: &[f32], t: usize, d: usize) -> Vec<f32> {
-    x.chunks(t * d)
+/// The last row of each sequence of `t` rows of `d` values (`x` goes back to the spares).
+fn last_rows(x: Vec<f32>, t: usize, d: usize) -> Vec<f32> {
+    let last = x
+        .chunks(t * d)
         .flat_map(|seq| seq[(t - 1) * d..].iter().copied())
-        .collect()
+        .collect();
+    SPARE.give(x);
+    last
 }
+
+/// Rows a task of [`rows_of`] and [`add_rows`] takes (training's fused block): both cores
+/// write, since one alone spent 8 % of a prefill copying bias rows (`perf`) before the
+/// prefill set its biases in its products' tasks.
+const BIAS_ROWS_PER_TASK: usize = 32;
 
 /// Every row of `dst` set to `bias` (zeros for a layer without one).
 pub(crate) fn rows_of(dst: &mut [f32], bias: &[f32]) {
     if bias.is_empty() {
-        return dst.fill(0.0);
+        return dst.par_chunks_mut(1 << 14).for_each(|c| c.fill(0.0));
     }
-    dst.chunks_mut(bias.len())
-        .for_each(|r| r.copy_from_slice(bias));
+    dst.par_chunks_mut(bias.len() * BIAS_ROWS_PER_TASK)
+        .for_each(|c| {
+            c.chunks_mut(bias.len())
+                .for_each(|r| r.copy_from_slice(bias))
+        });
 }
 
 /// `bias` added to every row of `dst`.
@@ -154,8 +181,11 @@ pub(crate) fn add_rows(dst: &mut [f32], bias: &[f32]) {
     if bias.is_empty() {
         return;
     }
-    dst.chunks_mut(bias.len())
-        .for_each(|r| r.iter_mut().zip(bias).for_each(|(o, b)| *o += b));
+    dst.par_chunks_mut(bias.len() * BIAS_ROWS_PER_TASK)
+        .for_each(|c| {
+            c.chunks_mut(bias.len())
+                .for_each(|r| r.iter_mut().zip(bias).for_each(|(o, b)| *o += b))
+        });
 }
 
 /// Where a prompt's attention reads and writes.
