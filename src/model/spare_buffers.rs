@@ -62,10 +62,13 @@ impl SpareBuffers {
 
     /// Gives `buf` back for a later [`SpareBuffers::take`], or frees it when the spares are
     /// full.
-    pub(crate) fn give(&self, buf: Vec<f32>) {
+    pub(crate) fn give(&self, mut buf: Vec<f32>) {
         if buf.len() < SMALLEST {
             return;
         }
+        // Back to the size it was made at (the tail a shorter user left alone, zeroed), so
+        // that a prompt of a few tokens does not shrink a spare below the next long one.
+        buf.resize(buf.capacity(), 0.0);
         let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
         let kept: usize = spare.iter().map(Vec::len).sum();
         if kept + buf.len() <= self.keep_values {
@@ -91,9 +94,13 @@ mod tests {
         assert_eq!((again.len(), again.as_ptr()), (len - 5, ptr), "not reused");
         assert_eq!(again[0], 42.0);
         spares.give(again);
+        // Given back whole: the size it was made at serves again.
+        let whole = spares.take(len);
+        assert_eq!((whole.len(), whole.as_ptr()), (len, ptr), "shrunk");
+        spares.give(whole);
         // A far smaller request does not take it (it would hold a large block for little),
         // nor a larger one.
-        let (small, large) = (spares.take(SMALLEST), spares.take(len));
+        let (small, large) = (spares.take(SMALLEST), spares.take(len + 1));
         assert!(small.as_ptr() != ptr && large.as_ptr() != ptr);
         assert_eq!(spares.spare.lock().unwrap().len(), 1, "the spare was taken");
         // Up to the limit a buffer given back is kept, beyond it freed.
