@@ -14,9 +14,10 @@
 //! backward hands each parameter its slice of the flat gradient): candle's custom ops take
 //! at most three arguments.
 
+use super::matmul::SharedOut;
 use super::matmul::{add_x_wt, all_threads, g_w, gt_x};
 use super::ops;
-use super::prefill::{add_rows, attend_prompt, rows_of, PromptShape, SharedOut};
+use super::prefill::{add_rows, attend_prompt, rows_of, PromptShape};
 use super::{attention, smeared_keys};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;

@@ -3,9 +3,24 @@
 //! (`prefill.rs`) and the tiles of causal attention (`attention.rs`). Strides let a product
 //! read a head's columns inside a wider row, or a matrix as its transpose, without copies.
 
-use super::prefill::SharedOut;
 use gemm::Parallelism;
 use rayon::prelude::*;
+
+/// A pointer parallel tasks write through, each into columns of the buffer no other task
+/// writes (the prefill's attention per (sequence, head), a linear layer's share of outputs,
+/// training's attention backward).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(pub *mut f32);
+// SAFETY: every user hands each task its own columns of a buffer that outlives the tasks
+// (they end inside the call that made the pointer), so no two tasks touch the same value.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+impl SharedOut {
+    /// A method, so that closures capture the whole (Sync) struct, not its pointer field.
+    pub fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// A matrix read in place: element (r, c) at `ptr + r·rs + c·cs`.
 #[derive(Clone, Copy)]

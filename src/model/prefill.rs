@@ -11,7 +11,7 @@
 //! Only the last position's logits are computed, which is all a prefill returns.
 
 use super::decode::{layer_norm_rows, matvec_rows, BlockWeights, DecodeWeights, FastCache};
-use super::matmul::{linear_by_outputs, Outputs};
+use super::matmul::{linear_by_outputs, Outputs, SharedOut};
 use super::spare_buffers::SPARE;
 use super::{attention, ops, smeared_keys};
 use candle_core::Result;
@@ -197,20 +197,6 @@ pub(crate) struct PromptShape {
     pub head_dim: usize,
     /// Positions a cache row holds.
     pub max: usize,
-}
-
-/// A pointer the attention tasks write through, each into columns no other task writes.
-#[derive(Clone, Copy)]
-pub(crate) struct SharedOut(pub *mut f32);
-// SAFETY: every task writes only its own (sequence, head) columns of the buffer, which
-// outlives the tasks (they end inside `attend_prompt`).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-impl SharedOut {
-    /// A method, so that closures capture the whole (Sync) struct, not its pointer field.
-    pub fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// Causal attention of the last `queries` positions of every sequence: copies each
