@@ -116,6 +116,8 @@ impl Worker {
                 };
                 state.load(source);
                 state.run(req_rx, cmd_rx);
+                drop(state);
+                crate::model::release_spare_buffers();
             })
             .expect("the OS refused to start the worker thread");
         (

@@ -222,6 +222,13 @@ pub fn decode_pool() -> Option<&'static rayon::ThreadPool> {
     .as_ref()
 }
 
+/// Frees the large buffers that finished prefills and caches keep for the next answer
+/// (`spare_buffers.rs`, up to 64 MiB). The worker calls it as it ends: a plugin instance once
+/// closed leaves none of them behind, and the next answer only allocates afresh.
+pub fn release_spare_buffers() {
+    spare_buffers::SPARE.release();
+}
+
 /// Largest absolute difference between two tensors of one shape (the models' tests).
 #[cfg(test)]
 pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {

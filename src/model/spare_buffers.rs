@@ -10,7 +10,8 @@
 //! A buffer taken here holds whatever its last user wrote: only for buffers written before
 //! they are read (a cache's positions beyond its length, rows a product or a LayerNorm sets).
 //! Only the worker's and the CLI's threads decode, never the audio thread; the lock is held
-//! for a scan of a few entries.
+//! for a scan of a few entries. The worker frees the spares as it ends
+//! ([`crate::model::release_spare_buffers`]).
 
 use std::sync::Mutex;
 
@@ -58,6 +59,13 @@ impl SpareBuffers {
             }
         }
         vec![0.0; len]
+    }
+
+    /// Frees every spare: the worker calls it as it ends, so that a plugin instance once
+    /// closed leaves none of its buffers in the host's process.
+    pub(crate) fn release(&self) {
+        let freed = std::mem::take(&mut *self.spare.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(freed);
     }
 
     /// Gives `buf` back for a later [`SpareBuffers::take`], or frees it when the spares are
@@ -110,6 +118,11 @@ mod tests {
             spares.spare.lock().unwrap().len(),
             2,
             "kept beyond the limit"
+        );
+        spares.release();
+        assert!(
+            spares.spare.lock().unwrap().is_empty(),
+            "spares left after release"
         );
     }
 }
