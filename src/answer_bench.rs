@@ -1,7 +1,8 @@
 //! The plugin's answer, timed as a producer waits for it: the shipped model continues 2-bar
 //! primers of several kinds with the plugin's default settings (Develop, the copy guard, the
 //! default candidates), for 1, 4 and 8 candidates at 4 and 8 bars. One candidate streams, so
-//! its first note is timed too; with several nothing plays until the choice is made.
+//! its first note is timed too; with several nothing plays until the choice is made. The
+//! prefills' share says where the time goes: candidates share them, and pay per step.
 
 use crate::audio::messages::GenerationSettings;
 use crate::model::answer::generate_streaming;
@@ -24,6 +25,9 @@ pub struct AnswerTiming {
     pub complete_ms: f64,
     /// Trigger to the first note handed over.
     pub first_note_ms: f64,
+    /// Of `complete_ms`, the prefills of the answer's model calls (the same for any number
+    /// of candidates: they share the prompt); the rest is decoding steps and sampling.
+    pub prefill_ms: f64,
     /// Tokens decoded per row.
     pub tokens: usize,
 }
@@ -43,6 +47,7 @@ pub fn answer_timings(
         for &c in candidates {
             let mut complete = Vec::new();
             let mut first = Vec::new();
+            let mut prefill = Vec::new();
             let mut tokens = Vec::new();
             for primer in primers {
                 let settings = GenerationSettings {
@@ -54,6 +59,7 @@ pub fn answer_timings(
                 let opts = generate_options(&settings, primer, guard.clone());
                 let mut runs = Vec::new();
                 let mut firsts = Vec::new();
+                let mut prefills = Vec::new();
                 for _ in 0..repeats.max(1) {
                     let t = Instant::now();
                     let mut first_note = None;
@@ -63,16 +69,19 @@ pub fn answer_timings(
                     })?;
                     runs.push(t.elapsed().as_secs_f64() * 1e3);
                     firsts.push(first_note.unwrap_or(f64::NAN));
+                    prefills.push(g.prefill_ms);
                     tokens.push(g.tokens);
                 }
                 complete.push(median(&mut runs));
                 first.push(median(&mut firsts));
+                prefill.push(median(&mut prefills));
             }
             rows.push(AnswerTiming {
                 bars: b,
                 candidates: c,
                 complete_ms: median(&mut complete),
                 first_note_ms: median(&mut first),
+                prefill_ms: median(&mut prefill),
                 tokens: tokens.iter().sum::<usize>() / tokens.len().max(1),
             });
         }

@@ -137,6 +137,8 @@ pub struct Generated {
     pub ids: Vec<Vec<u32>>,
     /// Decoding steps taken (the longest variation's token count).
     pub tokens: usize,
+    /// Time spent reading prompts: every model call's prefill, summed (a planned answer
+    /// makes up to three calls).
     pub prefill_ms: f64,
     pub ms_per_token: f64,
 }

@@ -169,6 +169,7 @@ pub fn answer_by_plan(
             if guard.copies(&answer) {
                 let (phrase, g) = own_answer(scorer, primer, &o, bpb)?;
                 tokens += g.tokens;
+                prefill_ms += g.prefill_ms;
                 variations.push(phrase);
                 continue;
             }

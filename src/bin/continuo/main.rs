@@ -407,19 +407,22 @@ fn run_answer_bench(a: &BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&rows)?);
         return Ok(());
     }
-    println!("bars  candidates  tokens/row  first note ms  complete ms  × one candidate");
+    println!(
+        "bars  candidates  tokens/row  first note ms  complete ms  of it prefills ms  × one candidate"
+    );
     for r in &rows {
         let one = rows
             .iter()
             .find(|o| o.bars == r.bars && o.candidates == 1)
             .map_or(f64::NAN, |o| o.complete_ms);
         println!(
-            "{:>4}  {:>10}  {:>10}  {:>13.1}  {:>11.1}  {:>15.2}",
+            "{:>4}  {:>10}  {:>10}  {:>13.1}  {:>11.1}  {:>17.1}  {:>15.2}",
             r.bars,
             r.candidates,
             r.tokens,
             r.first_note_ms,
             r.complete_ms,
+            r.prefill_ms,
             r.complete_ms / one
         );
     }
