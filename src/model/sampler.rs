@@ -138,7 +138,7 @@ pub struct Generated {
     /// Decoding steps taken (the longest variation's token count).
     pub tokens: usize,
     /// Time spent reading prompts: every model call's prefill, summed (a planned answer
-    /// makes up to three calls).
+    /// makes several: the bars after the replay, then each bar written anew).
     pub prefill_ms: f64,
     pub ms_per_token: f64,
 }
