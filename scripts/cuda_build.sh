@@ -49,6 +49,9 @@ cargo build --release --features cuda --bin continuo "$@" || status=$?
 [ $status -eq 0 ] && mv "$cpu" "$cpu-cuda"
 [ -e "$cpu-cpu" ] && mv "$cpu-cpu" "$cpu"
 [ $status -eq 0 ] || exit $status
-ldd "$cpu-cuda" | grep -q 'libcuda.so.1' || { echo "$cpu-cuda does not load libcuda" >&2; exit 1; }
+# ldd's whole output first: `ldd | grep -q` under pipefail fails when grep stops reading at the
+# match (line 2) while ldd still writes (SIGPIPE), as it did once in CI.
+deps=$(ldd "$cpu-cuda")
+grep -q 'libcuda.so.1' <<<"$deps" || { echo "$cpu-cuda does not load libcuda" >&2; exit 1; }
 echo "target/release/continuo-cuda: CUDA 13.0, compute capability $cap; on the GPU machine it"
 echo "needs the driver's libcuda.so.1 and, on LD_LIBRARY_PATH, the CUDA 13 libraries of $root/lib"
