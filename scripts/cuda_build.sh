@@ -46,7 +46,8 @@ cpu=target/release/continuo
 [ -e "$cpu" ] && mv "$cpu" "$cpu-cpu"
 status=0
 cargo build --release --features cuda --bin continuo "$@" || status=$?
-[ $status -eq 0 ] && mv "$cpu" "$cpu-cuda"
+# (A CUDA binary of an earlier run may be the same file as cargo's fresh link: remove it first.)
+[ $status -eq 0 ] && rm -f "$cpu-cuda" && mv "$cpu" "$cpu-cuda"
 [ -e "$cpu-cpu" ] && mv "$cpu-cpu" "$cpu"
 [ $status -eq 0 ] || exit $status
 # ldd's whole output first: `ldd | grep -q` under pipefail fails when grep stops reading at the
