@@ -64,6 +64,8 @@ impl SpareBuffers {
     /// Frees every spare: the worker calls it as it ends, so that a plugin instance once
     /// closed leaves none of its buffers in the host's process.
     pub(crate) fn release(&self) {
+        // Taken out under the lock, freed after it (the guard ends with the statement): the
+        // unmapping of up to 64 MiB never holds up another thread's take or give.
         let freed = std::mem::take(&mut *self.spare.lock().unwrap_or_else(|e| e.into_inner()));
         drop(freed);
     }
