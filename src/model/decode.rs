@@ -22,10 +22,12 @@
 //! 0.01 nats/token the speed issue allows (`continuo eval --step-precisions`: +0.0002 for
 //! i8, figures in BENCHMARKS.md). The prefill keeps f32: it is bound by arithmetic, not bytes.
 
+use super::phases::run_phases;
 use super::spare_buffers::SPARE;
 use super::{ops, row_math, smeared_keys};
 use candle_core::Result;
 use half::f16;
+use std::ops::Range;
 
 /// The precision of the weight matrices a decoding step reads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -97,29 +99,27 @@ impl Dense {
     }
 
     /// `out[r] = W · x[r] + bias` for every row of `x`, in the steps' precision.
-    ///
-    /// A single sequence (one candidate) with two threads in the pool takes half the outputs
-    /// on each: its step is bound by reading the weights (13 MB in f32), and two cores read
-    /// twice the bytes one does; one hand-off per product is cheap beside that (`continuo
-    /// bench`: f32 steps 2.4x, i8 1.45x as fast). A batch steps its rows apart instead
-    /// ([`DecodeWeights::step`]). The split is at a multiple of 4 outputs, where the kernel's
-    /// blocks of four fall anyway, so every output is the same sum either way.
+    #[cfg(test)]
     fn apply_rows(&self, x: &[f32], out: &mut [f32], inp: usize) {
         let outs = self.w.len() / inp;
-        if x.len() == inp && outs >= 128 && rayon::current_num_threads() >= 2 {
-            let at = (outs / 2).next_multiple_of(4);
-            let (first, second) = out.split_at_mut(at);
-            rayon::join(
-                || self.apply_outputs(0..at, x, first, inp),
-                || self.apply_outputs(at..outs, x, second, inp),
-            );
-            return;
-        }
-        self.apply_outputs(0..outs, x, out, inp);
+        assert!(out.len() >= x.len() / inp * outs);
+        // SAFETY: `out` holds every row's outputs (asserted) and is borrowed mutably here.
+        unsafe { self.apply_columns(0..outs, x, Columns::of(out, outs), inp) }
     }
 
-    /// [`Self::apply_rows`] for outputs `js` only (`out` holds just those).
-    fn apply_outputs(&self, js: std::ops::Range<usize>, x: &[f32], out: &mut [f32], inp: usize) {
+    /// [`Self::apply_rows`] for outputs `js` only, output j of row r written at `out`'s
+    /// (r, j - js.start).
+    ///
+    /// # Safety
+    /// `out` must address those values of every row of `x`, and no other thread may touch
+    /// them during the call.
+    unsafe fn apply_columns(
+        &self,
+        js: std::ops::Range<usize>,
+        x: &[f32],
+        out: Columns,
+        inp: usize,
+    ) {
         let bias = if self.bias.is_empty() {
             &self.bias[..]
         } else {
@@ -127,9 +127,11 @@ impl Dense {
         };
         let w = js.start * inp..js.end * inp;
         match &self.rounded {
-            Rounded::None => matvec_rows_narrow(&self.w[w], None, bias, x, out, inp),
-            Rounded::F16(w16) => matvec_rows_f16(&w16[w], bias, x, out, inp),
-            Rounded::I8 { q, scales } => matvec_rows_i8(&q[w], &scales[js], bias, x, out, inp),
+            Rounded::None => matvec_columns(&self.w[w], None, bias, x, out, inp),
+            Rounded::F16(w16) => matvec_columns(&w16[w], None, bias, x, out, inp),
+            Rounded::I8 { q, scales } => {
+                matvec_columns(&q[w], Some(&scales[js]), bias, x, out, inp)
+            }
         }
     }
 }
@@ -220,13 +222,14 @@ impl FastCache {
             shared_len: 0,
             last_raw_keys: w.blocks.iter().map(|_| vec![0.0; batch * d]).collect(),
             x: vec![0.0; batch * d],
-            normed: vec![0.0; batch * d],
+            // One LayerNorm output per chunk of a product phase (`StepBuffers::normed`).
+            normed: vec![0.0; 2 * batch * d],
             qkv: vec![0.0; batch * 3 * d],
             attended: vec![0.0; batch * d],
             projected: vec![0.0; batch * d],
             hidden: vec![0.0; batch * w.d_ff],
-            // One run per sequence, so that each thread of a step has its own.
-            scores: vec![0.0; batch * w.max_seq_len],
+            // One run per chunk of a step's attention (`StepBuffers::scores`).
+            scores: vec![0.0; 2 * w.max_seq_len],
         }
     }
 
@@ -269,110 +272,176 @@ impl Drop for FastCache {
     }
 }
 
-/// A contiguous group of a cache's sequences, borrowed for one step: what one thread of the
-/// step reads and writes (every buffer (rows, width) row-major, the rows' own).
-struct RowsMut<'a> {
+/// One of a step's buffers, (rows, width) row-major, as a pointer: the chunks of a phase
+/// (`phases.rs`), on either thread, each take their own rows or their own outputs of it.
+#[derive(Clone, Copy)]
+struct Shared {
+    ptr: *mut f32,
     rows: usize,
-    /// Per layer: keys, then values, (rows, heads, max_seq_len, head_dim).
-    kv: Vec<(&'a mut [f32], &'a mut [f32])>,
-    /// The cache's shared prefix (every row's), and its length.
-    shared: &'a [(Vec<f32>, Vec<f32>)],
-    shared_len: usize,
-    last_raw_keys: Vec<&'a mut [f32]>,
-    x: &'a mut [f32],
-    normed: &'a mut [f32],
-    qkv: &'a mut [f32],
-    attended: &'a mut [f32],
-    projected: &'a mut [f32],
-    hidden: &'a mut [f32],
-    scores: &'a mut [f32],
+    width: usize,
 }
 
-impl<'a> RowsMut<'a> {
-    /// The first `at` rows and the rest.
-    fn split(self, at: usize) -> (RowsMut<'a>, RowsMut<'a>) {
-        let rows = self.rows;
-        // Each buffer holds `rows` equal runs; the first `at` runs go left.
-        fn cut(buf: &mut [f32], at: usize, rows: usize) -> (&mut [f32], &mut [f32]) {
-            let run = buf.len() / rows;
-            buf.split_at_mut(at * run)
+// SAFETY: a step's chunks share these buffers, each writing only its own rows or its own
+// outputs of every row (`DecodeWeights::step_chunk`); they end inside the call that made
+// the pointers, while the buffers stay borrowed mutably.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    fn of(buf: &mut [f32], rows: usize) -> Self {
+        Shared {
+            ptr: buf.as_mut_ptr(),
+            rows,
+            width: buf.len() / rows,
         }
-        let (mut kv_a, mut kv_b) = (Vec::new(), Vec::new());
-        for (k, v) in self.kv {
-            let ((ka, kb), (va, vb)) = (cut(k, at, rows), cut(v, at, rows));
-            kv_a.push((ka, va));
-            kv_b.push((kb, vb));
+    }
+
+    /// Rows `rs`.
+    ///
+    /// # Safety
+    /// No other thread may touch them while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn rows(&self, rs: Range<usize>) -> &mut [f32] {
+        assert!(rs.end <= self.rows);
+        std::slice::from_raw_parts_mut(self.ptr.add(rs.start * self.width), rs.len() * self.width)
+    }
+
+    /// Every row, to read.
+    ///
+    /// # Safety
+    /// No thread may write them while the slice lives.
+    unsafe fn all(&self) -> &[f32] {
+        std::slice::from_raw_parts(self.ptr, self.rows * self.width)
+    }
+
+    /// Every row, to write.
+    ///
+    /// # Safety
+    /// No other thread may touch them while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn all_mut(&self) -> &mut [f32] {
+        self.rows(0..self.rows)
+    }
+
+    /// Outputs `js` of row `r`.
+    ///
+    /// # Safety
+    /// As [`Self::rows`], for those values.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row_part(&self, r: usize, js: Range<usize>) -> &mut [f32] {
+        assert!(r < self.rows && js.end <= self.width);
+        std::slice::from_raw_parts_mut(self.ptr.add(r * self.width + js.start), js.len())
+    }
+
+    /// Where a product writes outputs `js` of every row.
+    fn columns(&self, js: &Range<usize>) -> Columns {
+        assert!(js.end <= self.width);
+        Columns {
+            // SAFETY: `js.start` is inside the first row (asserted), so the pointer stays in
+            // the buffer.
+            ptr: unsafe { self.ptr.add(js.start) },
+            stride: self.width,
         }
-        let (raw_a, raw_b) = self
-            .last_raw_keys
-            .into_iter()
-            .map(|r| cut(r, at, rows))
-            .unzip();
-        let (x_a, x_b) = cut(self.x, at, rows);
-        let (n_a, n_b) = cut(self.normed, at, rows);
-        let (q_a, q_b) = cut(self.qkv, at, rows);
-        let (a_a, a_b) = cut(self.attended, at, rows);
-        let (p_a, p_b) = cut(self.projected, at, rows);
-        let (h_a, h_b) = cut(self.hidden, at, rows);
-        let (s_a, s_b) = cut(self.scores, at, rows);
-        (
-            RowsMut {
-                rows: at,
-                kv: kv_a,
-                shared: self.shared,
-                shared_len: self.shared_len,
-                last_raw_keys: raw_a,
-                x: x_a,
-                normed: n_a,
-                qkv: q_a,
-                attended: a_a,
-                projected: p_a,
-                hidden: h_a,
-                scores: s_a,
-            },
-            RowsMut {
-                rows: rows - at,
-                kv: kv_b,
-                shared: self.shared,
-                shared_len: self.shared_len,
-                last_raw_keys: raw_b,
-                x: x_b,
-                normed: n_b,
-                qkv: q_b,
-                attended: a_b,
-                projected: p_b,
-                hidden: h_b,
-                scores: s_b,
-            },
-        )
     }
 }
 
-impl FastCache {
-    /// Every sequence, borrowed for one step.
-    fn rows_mut(&mut self) -> RowsMut<'_> {
-        RowsMut {
-            rows: self.batch,
-            kv: self
+/// A step's buffers: the cache's rows of every sequence, and the logits.
+struct StepBuffers<'a> {
+    rows: usize,
+    pos: usize,
+    /// Per layer: keys, then values, (rows, heads, max_seq_len, head_dim).
+    kv: Vec<(Shared, Shared)>,
+    /// The cache's shared prefix (every row's), and its length.
+    shared: &'a [(Vec<f32>, Vec<f32>)],
+    shared_len: usize,
+    last_raw_keys: Vec<Shared>,
+    x: Shared,
+    /// The LayerNorm of every row before a product, one per chunk of the product: each
+    /// chunk normalizes the rows itself (a few hundred values each), which saves the two
+    /// phases a shared one would cost per layer.
+    normed: [Shared; 2],
+    qkv: Shared,
+    attended: Shared,
+    projected: Shared,
+    hidden: Shared,
+    /// One run of attention scores per chunk of the attention phase.
+    scores: Shared,
+    logits: Shared,
+}
+
+impl<'a> StepBuffers<'a> {
+    fn of(cache: &'a mut FastCache, logits: &'a mut [f32]) -> Self {
+        let b = cache.batch;
+        let (normed_a, normed_b) = cache.normed.split_at_mut(cache.x.len());
+        StepBuffers {
+            rows: b,
+            pos: cache.len,
+            kv: cache
                 .kv
                 .iter_mut()
-                .map(|(k, v)| (k.as_mut_slice(), v.as_mut_slice()))
+                .map(|(k, v)| (Shared::of(k, b), Shared::of(v, b)))
                 .collect(),
-            shared: &self.shared,
-            shared_len: self.shared_len,
-            last_raw_keys: self
+            last_raw_keys: cache
                 .last_raw_keys
                 .iter_mut()
-                .map(Vec::as_mut_slice)
+                .map(|r| Shared::of(r, b))
                 .collect(),
-            x: &mut self.x,
-            normed: &mut self.normed,
-            qkv: &mut self.qkv,
-            attended: &mut self.attended,
-            projected: &mut self.projected,
-            hidden: &mut self.hidden,
-            scores: &mut self.scores,
+            x: Shared::of(&mut cache.x, b),
+            normed: [Shared::of(normed_a, b), Shared::of(normed_b, b)],
+            qkv: Shared::of(&mut cache.qkv, b),
+            attended: Shared::of(&mut cache.attended, b),
+            projected: Shared::of(&mut cache.projected, b),
+            hidden: Shared::of(&mut cache.hidden, b),
+            scores: Shared::of(&mut cache.scores, 2),
+            logits: Shared::of(logits, b),
+            shared: &cache.shared,
+            shared_len: cache.shared_len,
         }
+    }
+}
+
+/// The phases of one layer in a step, in order. Products split by their outputs (every
+/// row's), attention by heads: each weight is then read and widened on one core only, for
+/// every row at once, and each core reads only its heads' keys (the shared prompt's among
+/// them).
+const LAYER_PHASES: [Part; 5] = [Part::Qkv, Part::Attention, Part::Out, Part::Up, Part::Down];
+
+#[derive(Clone, Copy)]
+enum Part {
+    /// The first LayerNorm, then the queries, keys and values.
+    Qkv,
+    /// The keys' smear, the cache's new key and value, attention.
+    Attention,
+    /// The attention's projection, added to the residual.
+    Out,
+    /// The second LayerNorm, then the feed-forward's first product and its GELU.
+    Up,
+    /// The feed-forward's second product, added to the residual.
+    Down,
+}
+
+impl Part {
+    /// Chunks of the phase: two, unless a model of one head.
+    fn chunks(self, heads: usize) -> usize {
+        match self {
+            Part::Attention => heads.min(2),
+            _ => 2,
+        }
+    }
+}
+
+/// Chunk `chunk` of `n` values split in `chunks` (1 or 2) parts, the split at a multiple of
+/// `align` (where the products' blocks of four outputs fall anyway, so every output is the
+/// same sum however the outputs split).
+fn chunk_range(n: usize, chunks: usize, chunk: usize, align: usize) -> Range<usize> {
+    if chunks == 1 {
+        return 0..n;
+    }
+    let at = n.div_ceil(2).next_multiple_of(align).min(n);
+    if chunk == 0 {
+        0..at
+    } else {
+        at..n
     }
 }
 
@@ -380,12 +449,17 @@ impl DecodeWeights {
     /// Feeds one token per sequence after what `cache` holds; the logits of each sequence,
     /// (batch, vocab) row-major.
     ///
-    /// Sequences are independent within a step, so with two threads in the current rayon
-    /// pool (the decode pool, [`super::decode_pool`]) each half of the batch steps on its
-    /// own core: one hand-off per step, where splitting each product's outputs would take
-    /// one per product. A row's numbers do not depend on the rows beside it (the products'
-    /// kernels take rows in pairs with each row's sums in one order), so a row decodes the
-    /// same alone, in a batch, or on either thread.
+    /// With two threads in the current rayon pool (the decode pool, [`super::decode_pool`])
+    /// the step runs in phases ([`run_phases`]): each product's outputs split between the
+    /// two cores, for every row at once, so that each weight is read and widened once per
+    /// step and serves all the rows (four candidates: each core widens half the weights for
+    /// four rows, where splitting the rows had each core widen all of them for two), each
+    /// chunk with its own LayerNorm of the rows before it; attention split by heads. A
+    /// chunk's phases are a few µs to 20 µs, which is why the threads meet on counters
+    /// ([`run_phases`]) instead of a rayon hand-off each. A row's numbers do not depend on the rows
+    /// beside it nor on which thread ran which chunk (the products' kernels take rows in
+    /// fours, twos or alone, with each row's sums in one order), so a row decodes the same
+    /// alone, in a batch, or on either thread.
     pub(crate) fn step(&self, cache: &mut FastCache, next: &[u32]) -> Result<Vec<f32>> {
         let b = cache.batch;
         if next.len() != b {
@@ -403,73 +477,120 @@ impl DecodeWeights {
             candle_core::bail!("token {id} is outside the model's {} ids", self.vocab);
         }
         let mut logits = vec![0f32; b * self.vocab];
-        let rows = cache.rows_mut();
-        if b >= 2 && rayon::current_num_threads() >= 2 {
-            let at = b.div_ceil(2);
-            let (first, second) = rows.split(at);
-            let (logits_a, logits_b) = logits.split_at_mut(at * self.vocab);
-            let (next_a, next_b) = next.split_at(at);
-            rayon::join(
-                || self.step_rows(first, next_a, pos, logits_a),
-                || self.step_rows(second, next_b, pos, logits_b),
-            );
-        } else {
-            self.step_rows(rows, next, pos, &mut logits);
-        }
+        let buffers = StepBuffers::of(cache, &mut logits);
+        let by_rows = b.min(2);
+        let parts = LAYER_PHASES.iter().map(|p| p.chunks(self.n_heads));
+        // The embedding, each layer's phases, the final LayerNorm and the output head.
+        let chunks: Vec<usize> = std::iter::once(by_rows)
+            .chain(self.blocks.iter().flat_map(|_| parts.clone()))
+            .chain(std::iter::once(2))
+            .collect();
+        let last = chunks.len() - 1;
+        run_phases(&chunks, |phase, chunk| {
+            let (n, rows) = (chunks[phase], chunk_range(b, by_rows, chunk, 1));
+            // SAFETY: each chunk writes only its own rows, or its own outputs of every row,
+            // of the buffers its phase writes, and reads only what earlier phases wrote
+            // (`run_phases` runs a phase once every earlier one is done).
+            unsafe {
+                if phase == 0 {
+                    self.embed(&buffers, next, rows);
+                } else if phase == last {
+                    let js = chunk_range(self.vocab, n, chunk, 4);
+                    let normed = buffers.normed[chunk].all_mut();
+                    layer_norm_rows(buffers.x.all(), &self.ln_f, normed);
+                    let out = buffers.logits.columns(&js);
+                    self.tokens.apply_columns(js, normed, out, self.d_model);
+                } else {
+                    let phases = LAYER_PHASES.len();
+                    let (layer, part) = ((phase - 1) / phases, LAYER_PHASES[(phase - 1) % phases]);
+                    self.step_chunk(&buffers, layer, part, (n, chunk));
+                }
+            }
+        });
+        drop(buffers);
         cache.len += 1;
         Ok(logits)
     }
 
-    /// One step of the sequences of `c` at position `pos`, their logits into `logits`.
-    fn step_rows(&self, c: RowsMut<'_>, next: &[u32], pos: usize, logits: &mut [f32]) {
+    /// The embedding of rows `rows`: token plus position.
+    ///
+    /// # Safety
+    /// No other thread may touch those rows of `x` meanwhile.
+    unsafe fn embed(&self, c: &StepBuffers<'_>, next: &[u32], rows: Range<usize>) {
         let d = self.d_model;
-        for (r, &id) in next.iter().enumerate() {
-            let id = id as usize;
-            let x = &mut c.x[r * d..(r + 1) * d];
-            let tok = &self.tokens.w[id * d..(id + 1) * d];
-            let p = &self.positions[pos * d..(pos + 1) * d];
+        let p = &self.positions[c.pos * d..(c.pos + 1) * d];
+        let x = c.x.rows(rows.clone());
+        for (x, &id) in x.chunks_exact_mut(d).zip(&next[rows]) {
+            let tok = &self.tokens.w[id as usize * d..(id as usize + 1) * d];
             for ((o, t), p) in x.iter_mut().zip(tok).zip(p) {
                 *o = t + p;
             }
         }
-        let layers = self.blocks.iter().zip(c.kv).zip(c.last_raw_keys);
-        for (i, ((block, (keys, values)), last_raw_keys)) in layers.enumerate() {
-            let shared = c.shared.get(i).map(|(k, v)| (k.as_slice(), v.as_slice()));
-            layer_norm_rows(c.x, &block.ln1, c.normed);
-            block.qkv.apply_rows(c.normed, c.qkv, d);
-            if !block.key_smear.is_empty() {
-                for (row, previous) in c
-                    .qkv
-                    .chunks_exact_mut(3 * d)
-                    .zip(last_raw_keys.chunks_exact_mut(d))
-                {
-                    smeared_keys::smear_rows(row, &block.key_smear, previous);
-                }
+    }
+
+    /// Chunk `chunk` of `chunks` of `part` of layer `layer`: its outputs of every row for a
+    /// product, its heads of every row for attention.
+    ///
+    /// # Safety
+    /// No other thread may touch what this chunk writes meanwhile, nor write what it reads.
+    unsafe fn step_chunk(
+        &self,
+        c: &StepBuffers<'_>,
+        layer: usize,
+        part: Part,
+        (chunks, chunk): (usize, usize),
+    ) {
+        let (d, block) = (self.d_model, &self.blocks[layer]);
+        let product = |dense: &Dense, x: &[f32], out: Shared, inp: usize| {
+            let js = chunk_range(out.width, chunks, chunk, 4);
+            dense.apply_columns(js.clone(), x, out.columns(&js), inp);
+            js
+        };
+        // This chunk's LayerNorm of every row (the other chunk computes the same values).
+        let normed = |ln| {
+            let normed = c.normed[chunk].all_mut();
+            layer_norm_rows(c.x.all(), ln, normed);
+            &*normed
+        };
+        let add_to_residual = |js: Range<usize>| {
+            for r in 0..c.rows {
+                add_into(
+                    c.x.row_part(r, js.clone()),
+                    c.projected.row_part(r, js.clone()),
+                );
             }
-            attend(
-                c.qkv,
-                (keys, values),
-                shared,
-                c.attended,
-                &mut c.scores[..self.max_seq_len],
-                Shape {
+        };
+        match part {
+            Part::Qkv => {
+                product(&block.qkv, normed(&block.ln1), c.qkv, d);
+            }
+            Part::Attention => {
+                let heads = chunk_range(self.n_heads, chunks, chunk, 1);
+                let shared = c
+                    .shared
+                    .get(layer)
+                    .map(|(k, v)| (k.as_slice(), v.as_slice()));
+                let shape = Shape {
                     heads: self.n_heads,
                     head_dim: d / self.n_heads,
                     max: self.max_seq_len,
-                    pos,
+                    pos: c.pos,
                     shared: if shared.is_some() { c.shared_len } else { 0 },
-                },
-            );
-            block.out.apply_rows(c.attended, c.projected, d);
-            add_into(c.x, c.projected);
-            layer_norm_rows(c.x, &block.ln2, c.normed);
-            block.up.apply_rows(c.normed, c.hidden, d);
-            ops::bias_gelu_rows(c.hidden, &[]);
-            block.down.apply_rows(c.hidden, c.projected, self.d_ff);
-            add_into(c.x, c.projected);
+                };
+                attend(c, layer, &block.key_smear, shared, heads, chunk, shape);
+            }
+            Part::Out => add_to_residual(product(&block.out, c.attended.all(), c.projected, d)),
+            Part::Up => {
+                let js = product(&block.up, normed(&block.ln2), c.hidden, d);
+                for r in 0..c.rows {
+                    ops::bias_gelu_rows(c.hidden.row_part(r, js.clone()), &[]);
+                }
+            }
+            Part::Down => {
+                let js = product(&block.down, c.hidden.all(), c.projected, self.d_ff);
+                add_to_residual(js)
+            }
         }
-        layer_norm_rows(c.x, &self.ln_f, c.normed);
-        self.tokens.apply_rows(c.normed, logits, d);
     }
 }
 
@@ -485,23 +606,39 @@ struct Shape {
     shared: usize,
 }
 
-/// Writes each sequence's key and value for `s.pos` into the cache, then its attention
-/// output (batch, d) into `out`. Keys before `s.shared` are the shared prefix's
+/// Heads `heads` of every sequence's attention in layer `layer`: the keys' smear (if
+/// `smear` is not empty), each sequence's key and value for `s.pos` into the cache, then
+/// the attention output into `c.attended`. Keys before `s.shared` are the shared prefix's
 /// (`shared`: keys and values, (heads, max, head_dim)), the rest each sequence's own.
-fn attend(
-    qkv: &[f32],
-    (keys, values): (&mut [f32], &mut [f32]),
+/// Scores go to run `run` of `c.scores`.
+///
+/// # Safety
+/// No other thread may touch those heads' channels of `c.qkv`'s keys, `c.attended` and
+/// `c.last_raw_keys[layer]`, their slots of the cache, or the run of scores meanwhile.
+unsafe fn attend(
+    c: &StepBuffers<'_>,
+    layer: usize,
+    smear: &[f32],
     shared: Option<(&[f32], &[f32])>,
-    out: &mut [f32],
-    scores: &mut [f32],
+    heads: Range<usize>,
+    run: usize,
     s: Shape,
 ) {
     let (d, hd) = (s.heads * s.head_dim, s.head_dim);
+    let channels = heads.start * hd..heads.end * hd;
+    if !smear.is_empty() {
+        for r in 0..c.rows {
+            let key = c.qkv.row_part(r, d + channels.start..d + channels.end);
+            let previous = c.last_raw_keys[layer].row_part(r, channels.clone());
+            smeared_keys::smear_key(key, &smear[channels.clone()], previous);
+        }
+    }
     let scale = 1.0 / (hd as f32).sqrt();
-    let rows = qkv.len() / (3 * d);
+    let scores = c.scores.rows(run..run + 1);
+    let (keys, values) = c.kv[layer];
     // Head by head, each sequence in turn: the sequences read one head's shared keys while
     // they are in L2.
-    for h in 0..s.heads {
+    for h in heads {
         let head = h * hd..(h + 1) * hd;
         let (shared_k, shared_v) = match shared {
             Some((k, v)) => (
@@ -510,16 +647,20 @@ fn attend(
             ),
             None => (&[][..], &[][..]),
         };
-        for r in 0..rows {
-            let row = &qkv[r * 3 * d..(r + 1) * 3 * d];
-            let slot = ((r * s.heads + h) * s.max) * hd;
-            let at = slot + s.pos * hd;
-            keys[at..at + hd].copy_from_slice(&row[d..][head.clone()]);
-            values[at..at + hd].copy_from_slice(&row[2 * d..][head.clone()]);
-            let q = &row[head.clone()];
-            let own = slot + s.shared * hd..slot + (s.pos + 1) * hd;
+        let slot = h * s.max * hd..(h + 1) * s.max * hd;
+        for r in 0..c.rows {
+            let (keys, values) = (
+                keys.row_part(r, slot.clone()),
+                values.row_part(r, slot.clone()),
+            );
+            let at = s.pos * hd;
+            keys[at..at + hd].copy_from_slice(c.qkv.row_part(r, d + head.start..d + head.end));
+            values[at..at + hd]
+                .copy_from_slice(c.qkv.row_part(r, 2 * d + head.start..2 * d + head.end));
+            let q = &*c.qkv.row_part(r, head.clone());
+            let own = s.shared * hd..(s.pos + 1) * hd;
             let (k, v) = ((shared_k, &keys[own.clone()]), (shared_v, &values[own]));
-            let y = &mut out[r * d..][head.clone()];
+            let y = c.attended.row_part(r, head.clone());
             let sc = &mut scores[..=s.pos];
             #[cfg(target_arch = "x86_64")]
             if hd.is_multiple_of(8)
@@ -630,16 +771,19 @@ fn dot_narrow<W: Narrow>(w: &[W], x: &[f32]) -> f32 {
 }
 
 /// [`matvec_rows`] with `W` in f16.
+#[cfg(test)]
 fn matvec_rows_f16(w: &[f16], bias: &[f32], x: &[f32], out: &mut [f32], inp: usize) {
     matvec_rows_narrow(w, None, bias, x, out, inp)
 }
 
 /// [`matvec_rows`] with row j of `W` read as `q[j] · scales[j]`.
+#[cfg(test)]
 fn matvec_rows_i8(q: &[i8], scales: &[f32], bias: &[f32], x: &[f32], out: &mut [f32], inp: usize) {
     matvec_rows_narrow(q, Some(scales), bias, x, out, inp)
 }
 
 /// [`matvec_rows`] with `W` narrow, row j times `scales[j]` if given.
+#[cfg(test)]
 fn matvec_rows_narrow<W: Narrow>(
     w: &[W],
     scales: Option<&[f32]>,
@@ -648,21 +792,66 @@ fn matvec_rows_narrow<W: Narrow>(
     out: &mut [f32],
     inp: usize,
 ) {
+    let outs = w.len() / inp;
+    assert!(out.len() >= x.len() / inp * outs);
+    // SAFETY: `out` holds every row's outputs (asserted) and is borrowed mutably here.
+    unsafe { matvec_columns(w, scales, bias, x, Columns::of(out, outs), inp) }
+}
+
+/// Where a product writes its outputs: output j of row r at `ptr + r·stride + j`. A chunk
+/// of a step writes its own outputs of every row, which lie apart in each row.
+#[derive(Clone, Copy)]
+struct Columns {
+    ptr: *mut f32,
+    stride: usize,
+}
+
+impl Columns {
+    /// All of `out`, rows of `width`.
+    #[cfg(test)]
+    fn of(out: &mut [f32], width: usize) -> Self {
+        Columns {
+            ptr: out.as_mut_ptr(),
+            stride: width,
+        }
+    }
+
+    /// # Safety
+    /// (r, j) must lie in the buffer, and no other thread may touch it meanwhile.
+    #[inline]
+    unsafe fn put(self, r: usize, j: usize, v: f32) {
+        *self.ptr.add(r * self.stride + j) = v;
+    }
+}
+
+/// `out`'s (r, j) = (`W` row j · `x` row r) · `scales[j]` (if given) + `bias[j]` (if not
+/// empty), for every row of `x` and every row j of the narrow `W` (rows of `inp`).
+///
+/// # Safety
+/// As [`Columns::put`] for every such (r, j).
+unsafe fn matvec_columns<W: Narrow>(
+    w: &[W],
+    scales: Option<&[f32]>,
+    bias: &[f32],
+    x: &[f32],
+    out: Columns,
+    inp: usize,
+) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2")
         && std::is_x86_feature_detected!("fma")
         && std::is_x86_feature_detected!("f16c")
     {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above; the check is cached).
-        return unsafe { simd::matvec_rows_narrow_avx2(w, scales, bias, x, out, inp) };
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above; the check is cached);
+        // `out` as the caller promised.
+        return simd::matvec_columns_avx2(w, scales, bias, x, out, inp);
     }
-    let outs = w.len() / inp;
     let rows = x.len() / inp;
     for (j, wr) in w.chunks_exact(inp).enumerate() {
         let b = bias.get(j).copied().unwrap_or(0.0);
         let scale = scales.map_or(1.0, |s| s[j]);
         for r in 0..rows {
-            out[r * outs + j] = dot_narrow(wr, &x[r * inp..(r + 1) * inp]) * scale + b;
+            out.put(r, j, dot_narrow(wr, &x[r * inp..(r + 1) * inp]) * scale + b);
         }
     }
 }
@@ -861,37 +1050,45 @@ mod simd {
         ]
     }
 
-    /// `matvec_rows_narrow` four weight rows at a time: each load of `x` serves four rows,
-    /// and the four sums come out of one horizontal reduction instead of four; each row's sum
-    /// is scaled once at the end.
+    /// `matvec_columns` four weight rows at a time: each load of `x` serves four rows, and
+    /// the four sums come out of one horizontal reduction instead of four; each row's sum is
+    /// scaled once at the end.
     ///
     /// # Safety
-    /// The CPU must support AVX2, FMA and F16C.
+    /// The CPU must support AVX2, FMA and F16C; `out` as for `matvec_columns`.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn matvec_rows_narrow_avx2<W: Narrow>(
+    pub unsafe fn matvec_columns_avx2<W: Narrow>(
         w: &[W],
         scales: Option<&[f32]>,
         bias: &[f32],
         x: &[f32],
-        out: &mut [f32],
+        out: super::Columns,
         inp: usize,
     ) {
         let outs = w.len() / inp;
         let rows = x.len() / inp;
-        assert!(scales.is_none_or(|s| s.len() >= outs) && out.len() >= rows * outs);
+        assert!(scales.is_none_or(|s| s.len() >= outs));
         let bias_of = |j: usize| bias.get(j).copied().unwrap_or(0.0);
         let scale_of = |j: usize| scales.map_or(1.0, |s| s[j]);
         let mut j = 0;
         while j + 4 <= outs {
             let block = &w[j * inp..(j + 4) * inp];
-            let mut put = |r: usize, sums: [f32; 4]| {
+            let put = |r: usize, sums: [f32; 4]| {
                 for (k, s) in sums.into_iter().enumerate() {
-                    out[r * outs + j + k] = s * scale_of(j + k) + bias_of(j + k);
+                    out.put(r, j + k, s * scale_of(j + k) + bias_of(j + k));
                 }
             };
             let mut r = 0;
-            // Rows of x two at a time: each widened weight serves both (candidates and
-            // variations decode together), and each row's sums are exactly `dot4`'s.
+            // Rows of x four, then two at a time: each widened weight serves them all
+            // (candidates and variations decode together), and each row's sums are exactly
+            // `dot4`'s.
+            while r + 4 <= rows {
+                let sums = dot4x4(block, &x[r * inp..(r + 4) * inp]);
+                for (i, s) in sums.into_iter().enumerate() {
+                    put(r + i, s);
+                }
+                r += 4;
+            }
             while r + 2 <= rows {
                 let [a, b] = dot4x2(
                     block,
@@ -910,7 +1107,7 @@ mod simd {
         for j in j..outs {
             for r in 0..rows {
                 let sum = super::dot_narrow(&w[j * inp..(j + 1) * inp], &x[r * inp..(r + 1) * inp]);
-                out[r * outs + j] = sum * scale_of(j) + bias_of(j);
+                out.put(r, j, sum * scale_of(j) + bias_of(j));
             }
         }
     }
@@ -964,6 +1161,53 @@ mod simd {
             for (k, ok) in o.iter_mut().enumerate() {
                 for t in i..n {
                     *ok += block[k * n + t].widen() * x[t];
+                }
+            }
+        }
+        out
+    }
+
+    /// [`dot4`] for four rows of x at once (`x`: 4 × n). AVX2's sixteen registers do not
+    /// hold the sixteen sums of four weight rows by four x rows beside the loads, so the
+    /// block runs as two halves of two weight rows (eight sums, four x loads, two widened
+    /// weights in registers): each widened weight serves four rows instead of two, and each
+    /// row's sums are bit for bit `dot4`'s (the same FMAs in the same order, the same
+    /// reduction).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot4x4<W: Narrow>(block: &[W], x: &[f32]) -> [[f32; 4]; 4] {
+        let n = x.len() / 4;
+        assert!(block.len() >= 4 * n && x.len() == 4 * n);
+        let (pw, px) = (block.as_ptr(), x.as_ptr());
+        let mut sums = [[_mm256_setzero_ps(); 4]; 4];
+        for k0 in [0, 2] {
+            let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+            let mut i = 0;
+            while i + 8 <= n {
+                let w0 = W::load8(pw.add(k0 * n + i));
+                let w1 = W::load8(pw.add((k0 + 1) * n + i));
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let xv = _mm256_loadu_ps(px.add(r * n + i));
+                    a[0] = _mm256_fmadd_ps(w0, xv, a[0]);
+                    a[1] = _mm256_fmadd_ps(w1, xv, a[1]);
+                }
+                i += 8;
+            }
+            for (s, a) in sums.iter_mut().zip(acc) {
+                s[k0] = a[0];
+                s[k0 + 1] = a[1];
+            }
+        }
+        let mut out = [
+            reduce4(sums[0]),
+            reduce4(sums[1]),
+            reduce4(sums[2]),
+            reduce4(sums[3]),
+        ];
+        let tail = n - n % 8;
+        for (r, o) in out.iter_mut().enumerate() {
+            for (k, ok) in o.iter_mut().enumerate() {
+                for t in tail..n {
+                    *ok += block[k * n + t].widen() * x[r * n + t];
                 }
             }
         }

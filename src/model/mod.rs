@@ -10,6 +10,7 @@ mod fused_block;
 pub mod lstm;
 mod matmul;
 pub mod ops;
+mod phases;
 mod prefill;
 mod row_math;
 pub mod sampler;
@@ -201,14 +202,12 @@ impl Model {
     }
 }
 
-/// The pool of decoding steps: two threads where the machine has two cores. The sequences of
-/// a batch (candidates, variations) are independent and step half on each thread, one
-/// hand-off per step ([`decode::DecodeWeights::step`]); a single sequence splits each
-/// product's outputs between them instead, since its step is bound by reading the weights
-/// (`decode::Dense::apply_rows`). Splitting a batch's products too costs more in hand-offs
-/// than it saves (`continuo bench --answer`: the default answer of 8 bars 123–132 ms against
-/// 102–114 ms by rows). Prefill and training keep every core. `None` if the threads cannot
-/// be started (decoding then uses the global pool).
+/// The pool of decoding steps: two threads where the machine has two cores. A step runs in
+/// phases that both threads share ([`decode::DecodeWeights::step`], `phases.rs`): each
+/// product's outputs split between them for every row of the batch at once, attention split
+/// by heads, the threads meeting between phases on two counters rather than
+/// a hand-off per product. Prefill and training keep every core. `None` if the threads
+/// cannot be started (decoding then uses the global pool).
 pub fn decode_pool() -> Option<&'static rayon::ThreadPool> {
     static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {

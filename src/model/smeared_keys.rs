@@ -23,11 +23,17 @@ pub(crate) fn smear_rows(rows: &mut [f32], smear: &[f32], previous: &mut [f32]) 
     let d = smear.len();
     assert!(previous.len() == d && rows.len().is_multiple_of(3 * d));
     for row in rows.chunks_exact_mut(3 * d) {
-        for ((k, p), s) in row[d..2 * d].iter_mut().zip(previous.iter_mut()).zip(smear) {
-            let raw = *k;
-            *k += s * *p;
-            *p = raw;
-        }
+        smear_key(&mut row[d..2 * d], smear, previous);
+    }
+}
+
+/// Smears one position's key (or some of its channels, `smear` and `previous` the same
+/// channels') in place; `previous` is left holding the unsmeared key.
+pub(crate) fn smear_key(key: &mut [f32], smear: &[f32], previous: &mut [f32]) {
+    for ((k, p), s) in key.iter_mut().zip(previous).zip(smear) {
+        let raw = *k;
+        *k += s * *p;
+        *p = raw;
     }
 }
 

@@ -563,8 +563,8 @@ mod tests {
 
     #[test]
     fn steps_on_two_threads_are_bit_for_bit_steps_on_one() {
-        // Wide enough that a single sequence's products split their outputs (d 64: the q/k/v
-        // product has 192 outputs, the MLP's first 256, the head 200).
+        // On two threads every product splits its outputs (d 64: the q/k/v product has 192
+        // outputs, the MLP's first 256, the head 200) and LayerNorm and attention their rows.
         let mut model = model_of(&Config {
             vocab_size: 200,
             d_model: 64,
@@ -581,9 +581,8 @@ mod tests {
                 .unwrap()
         };
         let (one, two) = (pool(1), pool(2));
-        // Five different sequences: halves of three and two rows on two threads, where one
-        // thread pairs the rows (0, 1), (2, 3) and takes row 4 alone; and one sequence alone,
-        // whose products split their outputs.
+        // Five different sequences: the products take rows 0–3 as a block of four and row 4
+        // alone, attention splits the heads; and one sequence alone.
         for precision in StepPrecision::ALL {
             model.set_step_precision(precision);
             for batch in [5, 1] {
