@@ -133,13 +133,13 @@ impl FastCache {
             last_raw_keys: w.blocks.iter().map(|_| vec![0.0; batch * d]).collect(),
             x: vec![0.0; batch * d],
             // One LayerNorm output per chunk of a product phase (`StepBuffers::normed`).
-            normed: vec![0.0; 2 * batch * d],
+            normed: vec![0.0; CHUNKS * batch * d],
             qkv: vec![0.0; batch * 3 * d],
             attended: vec![0.0; batch * d],
             projected: vec![0.0; batch * d],
             hidden: vec![0.0; batch * w.d_ff],
             // One run per chunk of a step's attention (`StepBuffers::scores`).
-            scores: vec![0.0; 2 * w.max_seq_len],
+            scores: vec![0.0; CHUNKS * w.max_seq_len],
         }
     }
 
@@ -302,13 +302,18 @@ impl<'a> StepBuffers<'a> {
             attended: Shared::of(&mut cache.attended, b),
             projected: Shared::of(&mut cache.projected, b),
             hidden: Shared::of(&mut cache.hidden, b),
-            scores: Shared::of(&mut cache.scores, 2),
+            scores: Shared::of(&mut cache.scores, CHUNKS),
             logits: Shared::of(logits, b),
             shared: &cache.shared,
             shared_len: cache.shared_len,
         }
     }
 }
+
+/// Chunks of a step's product and attention phases: one per core of the decode pool (four,
+/// so that the faster core takes more, measured no faster). The per-chunk buffers (the
+/// LayerNorm's rows, the attention's scores) are sized by it.
+const CHUNKS: usize = 2;
 
 /// The phases of one layer in a step, in order. Products split by their outputs (every
 /// row's), attention by heads: each weight is then read and widened on one core only, for
@@ -331,28 +336,21 @@ enum Part {
 }
 
 impl Part {
-    /// Chunks of the phase: two, unless a model of one head.
+    /// Chunks of the phase: [`CHUNKS`], attention at most one per head.
     fn chunks(self, heads: usize) -> usize {
         match self {
-            Part::Attention => heads.min(2),
-            _ => 2,
+            Part::Attention => heads.min(CHUNKS),
+            _ => CHUNKS,
         }
     }
 }
 
-/// Chunk `chunk` of `n` values split in `chunks` (1 or 2) parts, the split at a multiple of
-/// `align` (where the products' blocks of four outputs fall anyway, so every output is the
-/// same sum however the outputs split).
+/// Chunk `chunk` of `n` values split in `chunks` parts, each split at a multiple of `align`
+/// (where the products' blocks of four outputs fall anyway, so every output is the same sum
+/// however the outputs split).
 fn chunk_range(n: usize, chunks: usize, chunk: usize, align: usize) -> Range<usize> {
-    if chunks == 1 {
-        return 0..n;
-    }
-    let at = n.div_ceil(2).next_multiple_of(align).min(n);
-    if chunk == 0 {
-        0..at
-    } else {
-        at..n
-    }
+    let at = |c: usize| (n * c / chunks).next_multiple_of(align).min(n);
+    at(chunk)..at(chunk + 1)
 }
 
 impl DecodeWeights {
@@ -393,7 +391,7 @@ impl DecodeWeights {
         // The embedding, each layer's phases, the final LayerNorm and the output head.
         let chunks: Vec<usize> = std::iter::once(by_rows)
             .chain(self.blocks.iter().flat_map(|_| parts.clone()))
-            .chain(std::iter::once(2))
+            .chain(std::iter::once(CHUNKS))
             .collect();
         let last = chunks.len() - 1;
         run_phases(&chunks, |phase, chunk| {

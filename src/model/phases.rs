@@ -1,6 +1,6 @@
 //! Work in phases that whichever of the pool's threads join share, chunk by chunk.
 //!
-//! Why our own: a decoding step of four candidates is about thirty short phases (a product
+//! Why our own: a decoding step of four candidates is about twenty short phases (a product
 //! split by its outputs, then attention split by heads, then the next product...), each of
 //! 5–20 µs. A rayon hand-off per phase costs a few µs (the other thread wakes or is
 //! found), which is what made splitting a batch's products slower than splitting its rows.
