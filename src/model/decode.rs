@@ -109,6 +109,9 @@ pub struct FastCache {
     shared_len: usize,
     /// Per layer: each sequence's last key before its smear, (batch, d).
     pub(super) last_raw_keys: Vec<Vec<f32>>,
+    /// The sequences a step computes, in order: a finished one ([`Self::finish`]) is left
+    /// out, so that four candidates of which one has ended cost a step of three.
+    live: Vec<usize>,
     x: Vec<f32>,
     normed: Vec<f32>,
     qkv: Vec<f32>,
@@ -131,6 +134,7 @@ impl FastCache {
             shared: Vec::new(),
             shared_len: 0,
             last_raw_keys: w.blocks.iter().map(|_| vec![0.0; batch * d]).collect(),
+            live: (0..batch).collect(),
             x: vec![0.0; batch * d],
             // One LayerNorm output per chunk of a product phase (`StepBuffers::normed`).
             normed: vec![0.0; CHUNKS * batch * d],
@@ -169,6 +173,12 @@ impl FastCache {
 
     pub fn batch(&self) -> usize {
         self.batch
+    }
+
+    /// Sequence `row` is finished: the steps after this leave it out (its logits come back
+    /// as zeros) and its keys and values stay as they are, never read again.
+    pub fn finish(&mut self, row: usize) {
+        self.live.retain(|&r| r != row);
     }
 }
 
@@ -257,13 +267,17 @@ impl Shared {
 
 /// A step's buffers: the cache's rows of every sequence, and the logits.
 struct StepBuffers<'a> {
+    /// The rows the step computes: row `r` of its buffers is sequence `sequences[r]` of
+    /// the cache.
     rows: usize,
+    sequences: &'a [usize],
     pos: usize,
-    /// Per layer: keys, then values, (rows, heads, max_seq_len, head_dim).
+    /// Per layer: keys, then values, (sequences, heads, max_seq_len, head_dim).
     kv: Vec<(Shared, Shared)>,
     /// The cache's shared prefix (every row's), and its length.
     shared: &'a [(Vec<f32>, Vec<f32>)],
     shared_len: usize,
+    /// Per layer, (sequences, d).
     last_raw_keys: Vec<Shared>,
     x: Shared,
     /// The LayerNorm of every row before a product, one per chunk of the product: each
@@ -281,10 +295,16 @@ struct StepBuffers<'a> {
 
 impl<'a> StepBuffers<'a> {
     fn of(cache: &'a mut FastCache, logits: &'a mut [f32]) -> Self {
-        let b = cache.batch;
+        let (b, n) = (cache.batch, cache.live.len());
+        let width = cache.x.len() / b;
         let (normed_a, normed_b) = cache.normed.split_at_mut(cache.x.len());
+        let rows = |buf: &'a mut Vec<f32>| {
+            let width = buf.len() / b;
+            Shared::of(&mut buf[..n * width], n)
+        };
         StepBuffers {
-            rows: b,
+            rows: n,
+            sequences: &cache.live,
             pos: cache.len,
             kv: cache
                 .kv
@@ -296,14 +316,17 @@ impl<'a> StepBuffers<'a> {
                 .iter_mut()
                 .map(|r| Shared::of(r, b))
                 .collect(),
-            x: Shared::of(&mut cache.x, b),
-            normed: [Shared::of(normed_a, b), Shared::of(normed_b, b)],
-            qkv: Shared::of(&mut cache.qkv, b),
-            attended: Shared::of(&mut cache.attended, b),
-            projected: Shared::of(&mut cache.projected, b),
-            hidden: Shared::of(&mut cache.hidden, b),
+            x: rows(&mut cache.x),
+            normed: [
+                Shared::of(&mut normed_a[..n * width], n),
+                Shared::of(&mut normed_b[..n * width], n),
+            ],
+            qkv: rows(&mut cache.qkv),
+            attended: rows(&mut cache.attended),
+            projected: rows(&mut cache.projected),
+            hidden: rows(&mut cache.hidden),
             scores: Shared::of(&mut cache.scores, CHUNKS),
-            logits: Shared::of(logits, b),
+            logits: Shared::of(logits, n),
             shared: &cache.shared,
             shared_len: cache.shared_len,
         }
@@ -355,7 +378,8 @@ fn chunk_range(n: usize, chunks: usize, chunk: usize, align: usize) -> Range<usi
 
 impl DecodeWeights {
     /// Feeds one token per sequence after what `cache` holds; the logits of each sequence,
-    /// (batch, vocab) row-major.
+    /// (batch, vocab) row-major. Finished sequences ([`FastCache::finish`]) are left out:
+    /// their tokens are not read and their logits are zeros.
     ///
     /// With two threads in the current rayon pool (the decode pool, [`super::decode_pool`])
     /// the step runs in phases ([`run_phases`]): each product's outputs split between the
@@ -384,9 +408,14 @@ impl DecodeWeights {
         if let Some(&id) = next.iter().find(|&&id| id as usize >= self.vocab) {
             candle_core::bail!("token {id} is outside the model's {} ids", self.vocab);
         }
-        let mut logits = vec![0f32; b * self.vocab];
+        let live = cache.live.len();
+        let mut logits = vec![0f32; live * self.vocab];
+        if live == 0 {
+            cache.len += 1;
+            return Ok(vec![0f32; b * self.vocab]);
+        }
         let buffers = StepBuffers::of(cache, &mut logits);
-        let by_rows = b.min(2);
+        let by_rows = live.min(2);
         let parts = LAYER_PHASES.iter().map(|p| p.chunks(self.n_heads));
         // The embedding, each layer's phases, the final LayerNorm and the output head.
         let chunks: Vec<usize> = std::iter::once(by_rows)
@@ -395,7 +424,7 @@ impl DecodeWeights {
             .collect();
         let last = chunks.len() - 1;
         run_phases(&chunks, |phase, chunk| {
-            let (n, rows) = (chunks[phase], chunk_range(b, by_rows, chunk, 1));
+            let (n, rows) = (chunks[phase], chunk_range(live, by_rows, chunk, 1));
             // SAFETY: each chunk writes only its own rows, or its own outputs of every row,
             // of the buffers its phase writes, and reads only what earlier phases wrote
             // (`run_phases` runs a phase once every earlier one is done).
@@ -417,10 +446,18 @@ impl DecodeWeights {
         });
         drop(buffers);
         cache.len += 1;
-        Ok(logits)
+        if live == b {
+            return Ok(logits);
+        }
+        // Finished sequences' rows stay zeros.
+        let mut all = vec![0f32; b * self.vocab];
+        for (&s, row) in cache.live.iter().zip(logits.chunks_exact(self.vocab)) {
+            all[s * self.vocab..][..self.vocab].copy_from_slice(row);
+        }
+        Ok(all)
     }
 
-    /// The embedding of rows `rows`: token plus position.
+    /// The embedding of rows `rows`: their sequences' tokens in `next`, plus the position.
     ///
     /// # Safety
     /// No other thread may touch those rows of `x` meanwhile.
@@ -428,7 +465,8 @@ impl DecodeWeights {
         let d = self.d_model;
         let p = &self.positions[c.pos * d..(c.pos + 1) * d];
         let x = c.x.rows(rows.clone());
-        for (x, &id) in x.chunks_exact_mut(d).zip(&next[rows]) {
+        for (x, &s) in x.chunks_exact_mut(d).zip(&c.sequences[rows]) {
+            let id = next[s];
             let tok = &self.tokens.w[id as usize * d..(id as usize + 1) * d];
             for ((o, t), p) in x.iter_mut().zip(tok).zip(p) {
                 *o = t + p;
@@ -537,7 +575,7 @@ unsafe fn attend(
     if !smear.is_empty() {
         for r in 0..c.rows {
             let key = c.qkv.row_part(r, d + channels.start..d + channels.end);
-            let previous = c.last_raw_keys[layer].row_part(r, channels.clone());
+            let previous = c.last_raw_keys[layer].row_part(c.sequences[r], channels.clone());
             smeared_keys::smear_key(key, &smear[channels.clone()], previous);
         }
     }
@@ -557,9 +595,10 @@ unsafe fn attend(
         };
         let slot = h * s.max * hd..(h + 1) * s.max * hd;
         for r in 0..c.rows {
+            let sequence = c.sequences[r];
             let (keys, values) = (
-                keys.row_part(r, slot.clone()),
-                values.row_part(r, slot.clone()),
+                keys.row_part(sequence, slot.clone()),
+                values.row_part(sequence, slot.clone()),
             );
             let at = s.pos * hd;
             keys[at..at + hd].copy_from_slice(c.qkv.row_part(r, d + head.start..d + head.end));

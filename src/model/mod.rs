@@ -245,4 +245,12 @@ impl DecodeCache {
             DecodeCache::Lstm(_) => None,
         }
     }
+
+    /// Sequence `row` is finished: steps after this may leave it out, its logits then
+    /// meaningless (the transformer's CPU steps do; the LSTM computes every row).
+    pub fn finish(&mut self, row: usize) {
+        if let DecodeCache::Transformer(c) = self {
+            c.finish(row);
+        }
+    }
 }

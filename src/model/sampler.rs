@@ -161,6 +161,9 @@ pub trait Scorer {
     fn start(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>>;
     /// Appends one token per sequence (everything fed so far is in `fed`); next scores.
     fn step(&mut self, next: &[u32], fed: &[Vec<u32>]) -> Result<Vec<Vec<f32>>>;
+    /// Sequence `row` is finished (it is fed padding from now on): its scores are no longer
+    /// read, so a scorer may stop computing them.
+    fn finish(&mut self, _row: usize) {}
     /// Longest context the scorer can read (the prompt is cut to half of it).
     fn max_context(&self) -> Option<usize>;
     /// The order in which it reads a gap's sides, if it knows the fill-in-the-middle markers.
@@ -175,6 +178,8 @@ pub struct ModelScorer<'a> {
     model: &'a Model,
     device: &'a Device,
     cache: DecodeCache,
+    /// Sequences finished since the last prompt, left out again after a slide.
+    finished: Vec<usize>,
 }
 
 impl<'a> ModelScorer<'a> {
@@ -183,6 +188,7 @@ impl<'a> ModelScorer<'a> {
             model,
             device,
             cache: model.new_cache(),
+            finished: Vec::new(),
         }
     }
 }
@@ -200,6 +206,7 @@ fn vocab_wide(mut rows: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
 impl Scorer for ModelScorer<'_> {
     fn start(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
         self.cache = self.model.new_cache();
+        self.finished.clear();
         let rows = prefill(self.model, self.device, prompts, &mut self.cache)?.to_vec2()?;
         Ok(vocab_wide(rows))
     }
@@ -215,12 +222,20 @@ impl Scorer for ModelScorer<'_> {
             // the position table.
             let keep = max_ctx.unwrap_or(0) / 2;
             let windows: Vec<Vec<u32>> = fed.iter().map(|h| slid_window(h, keep)).collect();
-            return self.start(&windows);
+            let finished = std::mem::take(&mut self.finished);
+            let rows = self.start(&windows)?;
+            finished.into_iter().for_each(|row| self.finish(row));
+            return Ok(rows);
         }
         let ids = Tensor::from_vec(next.to_vec(), (next.len(), 1), self.device)?;
         Ok(vocab_wide(
             self.model.decode_step(&ids, &mut self.cache)?.to_vec2()?,
         ))
+    }
+
+    fn finish(&mut self, row: usize) {
+        self.cache.finish(row);
+        self.finished.push(row);
     }
 
     fn max_context(&self) -> Option<usize> {
@@ -495,6 +510,7 @@ fn sample_after(
             let id = sample(&rows[i], &mask, opts.temperature, opts.top_p, &mut rngs[i]);
             if (id == bar && decoders[i].grammar().bars_opened() >= end_bars) || id == fill_end {
                 done[i] = true;
+                scorer.finish(i);
                 next.push(pad);
                 continue;
             }

@@ -101,6 +101,14 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Sequence `row` is finished: the CPU's steps leave it out from now on (candle's
+    /// path, which computes every row, ignores this).
+    pub fn finish(&mut self, row: usize) {
+        if let Some(f) = &mut self.fast {
+            f.finish(row);
+        }
+    }
 }
 
 struct Attention {
@@ -643,6 +651,38 @@ mod tests {
             let alone = run(&[tail]);
             for (t, (a, b)) in alone.iter().zip(&together).enumerate() {
                 assert_eq!(a[0], b[r], "row {r}, step {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn finished_sequences_leave_the_others_as_they_were() {
+        let model = small_model(31, 40);
+        // Five different sequences (the products take a block of four and one alone); rows
+        // 1 and 3 finish along the way, leaving blocks of three, then two and one alone.
+        let ids: Vec<u32> = (0..5 * 20u32).map(|i| (i * 7 + i / 3) % 31).collect();
+        let ids = Tensor::from_vec(ids, (5, 20), &Device::Cpu).unwrap();
+        let prompt = ids.i((.., ..6)).unwrap();
+        let (mut all, mut some) = (KvCache::default(), KvCache::default());
+        model.forward_cached(&prompt, &mut all).unwrap();
+        model.forward_cached(&prompt, &mut some).unwrap();
+        for t in 6..20 {
+            let finished: &[usize] = match t {
+                6..=9 => &[],
+                10..=14 => &[3],
+                _ => &[3, 1],
+            };
+            finished.iter().for_each(|&r| some.finish(r));
+            let next = ids.i((.., t..t + 1)).unwrap();
+            let a = model.forward_cached(&next, &mut all).unwrap();
+            let b = model.forward_cached(&next, &mut some).unwrap();
+            let (a, b) = (a.to_vec2::<f32>().unwrap(), b.to_vec2::<f32>().unwrap());
+            for r in 0..5 {
+                if finished.contains(&r) {
+                    assert!(b[r].iter().all(|&v| v == 0.0), "row {r} is left out");
+                } else {
+                    assert_eq!(a[r], b[r], "row {r}, position {t}");
+                }
             }
         }
     }
