@@ -341,14 +341,14 @@ const CHUNKS: usize = 2;
 /// The phases of one layer in a step, in order. Products split by their outputs (every
 /// row's), attention by heads: each weight is then read and widened on one core only, for
 /// every row at once, and each core reads only its heads' keys (the shared prompt's among
-/// them).
-const LAYER_PHASES: [Part; 5] = [Part::Qkv, Part::Attention, Part::Out, Part::Up, Part::Down];
+/// them). The queries, keys and values split by heads too, so that the chunk that attends
+/// with a head has computed its channels itself, without a phase between.
+const LAYER_PHASES: [Part; 4] = [Part::Attention, Part::Out, Part::Up, Part::Down];
 
 #[derive(Clone, Copy)]
 enum Part {
-    /// The first LayerNorm, then the queries, keys and values.
-    Qkv,
-    /// The keys' smear, the cache's new key and value, attention.
+    /// The first LayerNorm, the queries, keys and values of the chunk's heads, their keys'
+    /// smear, the cache's new keys and values, attention.
     Attention,
     /// The attention's projection, added to the residual.
     Out,
@@ -507,11 +507,17 @@ impl DecodeWeights {
             }
         };
         match part {
-            Part::Qkv => {
-                product(&block.qkv, normed(&block.ln1), c.qkv, d);
-            }
             Part::Attention => {
                 let heads = chunk_range(self.n_heads, chunks, chunk, 1);
+                let hd = d / self.n_heads;
+                let normed = normed(&block.ln1);
+                // The heads' channels of the queries, then the keys, then the values.
+                for run in 0..3 {
+                    let js = run * d + heads.start * hd..run * d + heads.end * hd;
+                    block
+                        .qkv
+                        .apply_columns(js.clone(), normed, c.qkv.columns(&js), d);
+                }
                 let shared = c
                     .shared
                     .get(layer)

@@ -140,7 +140,7 @@ struct BenchArgs {
     #[arg(long)]
     json: bool,
     /// Time the plugin's answer instead: the model in `--model` continues the first two bars
-    /// of each primer with the plugin's defaults, for 1, 4 and 8 candidates at 4 and 8 bars.
+    /// of each primer with the plugin's defaults, for `--candidates` at `--bars`.
     #[arg(long)]
     answer: bool,
     #[arg(long, default_value = "models/default")]
@@ -157,6 +157,12 @@ struct BenchArgs {
     /// Runs of each primer for `--answer` (their median is taken).
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// Answer lengths `--answer` times.
+    #[arg(long, num_args = 1.., default_values_t = [4, 8])]
+    bars: Vec<u32>,
+    /// Candidate counts `--answer` times (the ratio to one candidate needs 1 among them).
+    #[arg(long, num_args = 1.., default_values_t = [1, DEFAULT_CANDIDATES, MAX_CANDIDATES])]
+    candidates: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
@@ -399,8 +405,8 @@ fn run_answer_bench(a: &BenchArgs) -> Result<()> {
         &device,
         loaded.copy_guard.clone(),
         &primers,
-        &[4, 8],
-        &[1, DEFAULT_CANDIDATES, MAX_CANDIDATES],
+        &a.bars,
+        &a.candidates,
         a.repeats,
     )?;
     if a.json {
