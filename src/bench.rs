@@ -34,8 +34,6 @@ pub struct BenchReport {
     /// [`Self::infer_ms_per_token_ctx256`] with the steps reading each precision by name
     /// (f32 is the precision the peers use).
     pub infer_ms_per_token_ctx256_by_step_precision: std::collections::BTreeMap<&'static str, f64>,
-    /// Cached decoding at context 256 on every core instead of the one-thread decode pool.
-    pub infer_ms_per_token_ctx256_all_threads: f64,
     pub infer_ms_per_token_nocache_ctx64: f64,
     pub infer_ms_per_token_nocache_ctx256: f64,
     pub infer_ms_per_token_nocache_ctx512: f64,
@@ -153,10 +151,8 @@ fn train_step_seconds(
 /// How `decode_ms` feeds each token.
 #[derive(Clone, Copy, PartialEq)]
 enum Decoding {
-    /// `Model::decode_step`: KV cache, one-thread pool (what the sampler does).
+    /// `Model::decode_step`: KV cache (what the sampler does).
     Cached,
-    /// KV cache on the global pool (every core).
-    CachedAllThreads,
     /// The whole context again for every token.
     NoCache,
 }
@@ -206,7 +202,6 @@ fn decode_run_ms(
         let ids = Tensor::from_vec(vec![next], (1, 1), device)?;
         let logits = match how {
             Decoding::Cached => model.decode_step(&ids, &mut cache)?,
-            Decoding::CachedAllThreads => model.forward_cached(&ids, &mut cache)?,
             Decoding::NoCache => {
                 model.forward_last(&Tensor::from_vec(all.clone(), (1, all.len()), device)?)?
             }
@@ -231,6 +226,37 @@ fn triad() -> Phrase {
 
 /// Prefills of 256 tokens timed for their median (`benches/peers/onnx_peer.py` times as many).
 const PREFILL_REPEATS: usize = 9;
+
+/// The median of [`PREFILL_REPEATS`] prefills of `len` random tokens from an empty cache.
+fn prefill_ms(model: &Model, len: usize, device: &Device) -> Result<f64> {
+    let vocab = crate::tokens::Vocab.size();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let prompt = Tensor::from_vec(random_ids(&mut rng, len, vocab), (1, len), device)?;
+    let mut cache = model.new_cache();
+    model.forward_cached(&prompt, &mut cache)?; // warm-up
+                                                // The median of several, as the ONNX Runtime peer times it: a mean of a few let one slow
+                                                // run on a shared machine move the figure by a fifth.
+    let mut times = Vec::new();
+    for _ in 0..PREFILL_REPEATS {
+        let t = Instant::now();
+        let mut cache = model.new_cache();
+        model
+            .forward_cached(&prompt, &mut cache)?
+            .to_vec2::<f32>()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// The prefill of 256 tokens alone ([`prefill_ms`]) of a configuration with random weights:
+/// a few seconds, so that `benches/peers/run.sh` can alternate it with ONNX Runtime's.
+pub fn prefill_only(arch: &Architecture, device: &Device) -> Result<f64> {
+    let varmap = VarMap::new();
+    let model = Model::new(arch, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+    ops::set_fused(true);
+    prefill_ms(&model, arch.max_context().unwrap_or(512).min(256), device)
+}
 
 /// Measures a configuration with random weights (speed does not depend on the values).
 pub fn run(
@@ -270,7 +296,6 @@ pub fn run(
         .iter()
         .map(|&c| decode_ms(&model, ctx(c), 8, Decoding::NoCache, device))
         .collect::<Result<_>>()?;
-    let all_threads_256 = decode_ms(&model, ctx(256), n, Decoding::CachedAllThreads, device)?;
     let mut by_step_precision = std::collections::BTreeMap::new();
     for p in StepPrecision::ALL {
         model.set_step_precision(p);
@@ -282,24 +307,7 @@ pub fn run(
     }
     model.set_step_precision(StepPrecision::default());
 
-    let vocab = crate::tokens::Vocab.size();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-    let prompt = Tensor::from_vec(random_ids(&mut rng, ctx(256), vocab), (1, ctx(256)), device)?;
-    let mut cache = model.new_cache();
-    model.forward_cached(&prompt, &mut cache)?; // warm-up
-                                                // The median of several, as the ONNX Runtime peer times it: a mean of a few let one
-                                                // slow run on a shared machine move the figure by a fifth.
-    let mut times = Vec::new();
-    for _ in 0..PREFILL_REPEATS {
-        let t = Instant::now();
-        let mut cache = model.new_cache();
-        model
-            .forward_cached(&prompt, &mut cache)?
-            .to_vec2::<f32>()?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    let prefill_ms_256 = times[times.len() / 2];
+    let prefill_ms_256 = prefill_ms(&model, ctx(256), device)?;
 
     let opts = GenerateOptions {
         bars: 4,
@@ -335,7 +343,6 @@ pub fn run(
         infer_ms_per_token_ctx512: cached[2],
         step_precision: StepPrecision::default().name(),
         infer_ms_per_token_ctx256_by_step_precision: by_step_precision,
-        infer_ms_per_token_ctx256_all_threads: all_threads_256,
         infer_ms_per_token_nocache_ctx64: uncached[0],
         infer_ms_per_token_nocache_ctx256: uncached[1],
         infer_ms_per_token_nocache_ctx512: uncached[2],

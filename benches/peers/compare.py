@@ -1,9 +1,13 @@
-"""Prints the peers table for BENCHMARKS.md from three JSON objects: continuo, Keras, ONNX Runtime."""
+"""Prints the peers table for BENCHMARKS.md from three JSON objects (continuo, Keras, ONNX
+Runtime) and, optionally, a JSON list of alternated prefill rounds, each [continuo's, ONNX
+Runtime's]."""
 
 import json
+import statistics
 import sys
 
 ours, keras, onnx = (json.loads(a) for a in sys.argv[1:4])
+rounds = json.loads(sys.argv[4]) if len(sys.argv) > 4 else []
 # (label, our figure, peer, the peer's figure (None: same key), higher is better)
 rows = [
     ("training tokens/s, batch 32 × 256", "train_tokens_per_s", keras, None, True),
@@ -29,3 +33,11 @@ for label, key, peer, peer_key, higher_is_better in rows:
     verdict = f"{faster:.2f}× as fast" if faster >= 1 else f"{1 / faster:.2f}× slower"
     name = peer["peer"].split(" on ")[0].split()[0]
     print(f"| {label} | {a:.4g} | {b:.4g} ({name}) | {ratio:.2f} | {verdict} |")
+if rounds:
+    a = statistics.median(r[0]["prefill_ms_256"] for r in rounds)
+    b = statistics.median(r[1]["prefill_ms_256"] for r in rounds)
+    # Each round's ratio is of two runs seconds apart; the median of those ratios.
+    faster = statistics.median(r[1]["prefill_ms_256"] / r[0]["prefill_ms_256"] for r in rounds)
+    verdict = f"{faster:.2f}× as fast" if faster >= 1 else f"{1 / faster:.2f}× slower"
+    label = f"prefill of 256 tokens, ms, {len(rounds)} rounds alternated (medians)"
+    print(f"| {label} | {a:.4g} | {b:.4g} (onnxruntime) | {1 / faster:.2f} | {verdict} |")

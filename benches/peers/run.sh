@@ -21,5 +21,14 @@ for f in config.json model.safetensors; do
     git show "70dced1:models/default/$f" > "$v4/$f"
 done
 onnx=$("$venv/bin/python" benches/peers/onnx_peer.py --model "$v4")
-"$venv/bin/python" benches/peers/compare.py "$ours" "$keras" "$onnx"
-printf '\nraw figures:\n%s\n%s\n%s\n' "$ours" "$keras" "$onnx"
+# The prefills again, ours and ONNX Runtime's alternated a few seconds apart: on a shared
+# machine the runs above lie minutes apart, and the same binary's prefill varies by a third
+# between them.
+rounds=""
+for _ in $(seq "${PREFILL_ROUNDS:-5}"); do
+    a=$(./target/release/continuo bench --prefill --json)
+    b=$("$venv/bin/python" benches/peers/onnx_peer.py --model "$v4" --prefill-only)
+    rounds="${rounds:+$rounds,}[$a,$b]"
+done
+"$venv/bin/python" benches/peers/compare.py "$ours" "$keras" "$onnx" "[$rounds]"
+printf '\nraw figures:\n%s\n%s\n%s\n[%s]\n' "$ours" "$keras" "$onnx" "$rounds"

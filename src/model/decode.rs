@@ -381,8 +381,8 @@ impl DecodeWeights {
     /// (batch, vocab) row-major. Finished sequences ([`FastCache::finish`]) are left out:
     /// their tokens are not read and their logits are zeros.
     ///
-    /// With two threads in the current rayon pool (the decode pool, [`super::decode_pool`])
-    /// the step runs in phases ([`run_phases`]): each product's outputs split between the
+    /// The step runs in phases ([`run_phases`]) on the calling thread and, with a second
+    /// core, the phases' helper thread: each product's outputs split between the
     /// two cores, for every row at once, so that each weight is read and widened once per
     /// step and serves all the rows (four candidates: each core widens half the weights for
     /// four rows, where splitting the rows had each core widen all of them for two), each

@@ -12,6 +12,7 @@ mod matmul;
 pub mod ops;
 mod phases;
 mod prefill;
+mod prefill_products;
 mod row_math;
 pub mod sampler;
 mod smeared_keys;
@@ -186,13 +187,10 @@ impl Model {
         }
     }
 
-    /// [`Model::forward_cached`] for a step of one token per row, on a single thread (see
-    /// [`decode_pool`]).
+    /// [`Model::forward_cached`] for a step of one token per row: the transformer's step runs
+    /// on the calling thread and the steps' helper thread (`phases.rs`).
     pub fn decode_step(&self, ids: &Tensor, cache: &mut DecodeCache) -> Result<Tensor> {
-        match decode_pool() {
-            Some(pool) => pool.install(|| self.forward_cached(ids, cache)),
-            None => self.forward_cached(ids, cache),
-        }
+        self.forward_cached(ids, cache)
     }
 
     /// Logits of the last position of `ids` without any cache (re-reads the whole context).
@@ -201,25 +199,6 @@ impl Model {
         let t = logits.dim(1)?;
         logits.narrow(1, t - 1, 1)?.squeeze(1)
     }
-}
-
-/// The pool of decoding steps: two threads where the machine has two cores. A step runs in
-/// phases that both threads share ([`decode::DecodeWeights::step`], `phases.rs`): each
-/// product's outputs split between them for every row of the batch at once, attention split
-/// by heads, the threads meeting between phases on two counters rather than
-/// a hand-off per product. Prefill and training keep every core. `None` if the threads
-/// cannot be started (decoding then uses the global pool).
-pub fn decode_pool() -> Option<&'static rayon::ThreadPool> {
-    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(cores.min(2))
-            .thread_name(|_| "continuo-decode".into())
-            .build()
-            .ok()
-    })
-    .as_ref()
 }
 
 /// Frees the large buffers that finished prefills and caches keep for the next answer

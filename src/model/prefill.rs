@@ -11,7 +11,7 @@
 //! Only the last position's logits are computed, which is all a prefill returns.
 
 use super::decode::{layer_norm_rows, matvec_rows, BlockWeights, DecodeWeights, FastCache};
-use super::matmul::{linear_by_outputs, Outputs, SharedOut};
+use super::matmul::{Outputs, SharedOut};
 use super::spare_buffers::SPARE;
 use super::{attention, ops, smeared_keys};
 use candle_core::Result;
@@ -72,13 +72,9 @@ impl DecodeWeights {
             .zip(cache.last_raw_keys.iter_mut());
         for (i, ((block, (keys, values)), last_raw_keys)) in layers.enumerate() {
             ops::layer_norm_rows_par(&x, (&block.ln1.0, &block.ln1.1), &mut normed);
-            linear_by_outputs(
-                &normed,
-                &block.qkv.w,
-                &mut qkv,
-                d,
-                Outputs::Bias(&block.qkv.bias),
-            );
+            block
+                .qkv
+                .prefill_rows(&normed, &mut qkv, d, Outputs::Bias(&block.qkv.bias));
             if !block.key_smear.is_empty() {
                 for (sequence, previous) in qkv
                     .chunks_exact_mut(t * 3 * d)
@@ -129,23 +125,13 @@ impl DecodeWeights {
         hidden: &mut [f32],
     ) {
         let d = self.d_model;
-        linear_by_outputs(
-            attended,
-            &block.out.w,
-            x,
-            d,
-            Outputs::AddBias(&block.out.bias),
-        );
+        let out = Outputs::AddBias(&block.out.bias);
+        block.out.prefill_rows(attended, x, d, out);
         ops::layer_norm_rows_par(x, (&block.ln2.0, &block.ln2.1), normed);
-        linear_by_outputs(
-            normed,
-            &block.up.w,
-            hidden,
-            d,
-            Outputs::BiasGelu(&block.up.bias),
-        );
+        let up = Outputs::BiasGelu(&block.up.bias);
+        block.up.prefill_rows(normed, hidden, d, up);
         let down = Outputs::AddBias(&block.down.bias);
-        linear_by_outputs(hidden, &block.down.w, x, self.d_ff, down);
+        block.down.prefill_rows(hidden, x, self.d_ff, down);
     }
 }
 

@@ -9,6 +9,8 @@
 //! others, on either thread).
 
 use super::decode::StepPrecision;
+use super::matmul::Outputs;
+use super::prefill_products::{linear_rows, Panels};
 use half::f16;
 
 /// The copy of a weight matrix the steps read, when it is not the f32 one.
@@ -29,6 +31,8 @@ pub(crate) struct Dense {
     pub bias: Vec<f32>,
     /// `w` in the steps' precision, unless they read `w` itself.
     rounded: Rounded,
+    /// `w` packed for the prefill's products, where this CPU has their kernel.
+    pub panels: Option<Panels>,
 }
 
 impl Dense {
@@ -41,7 +45,19 @@ impl Dense {
                 Rounded::I8 { q, scales }
             }
         };
-        Self { w, bias, rounded }
+        let panels = Panels::pack(&w, inp);
+        Self {
+            w,
+            bias,
+            rounded,
+            panels,
+        }
+    }
+
+    /// The layer over many rows (a prefill's): `dst (rows, out)` from `x (rows, inp)` as
+    /// `into` says.
+    pub fn prefill_rows(&self, x: &[f32], dst: &mut [f32], inp: usize, into: Outputs) {
+        linear_rows(x, &self.w, self.panels.as_ref(), dst, inp, into)
     }
 
     /// `out[r] = W · x[r] + bias` for every row of `x`, in the steps' precision.

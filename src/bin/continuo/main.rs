@@ -139,6 +139,10 @@ struct BenchArgs {
     steps: usize,
     #[arg(long)]
     json: bool,
+    /// Time the prefill of 256 tokens alone (`benches/peers/run.sh` alternates it with ONNX
+    /// Runtime's).
+    #[arg(long)]
+    prefill: bool,
     /// Time the plugin's answer instead: the model in `--model` continues the first two bars
     /// of each primer with the plugin's defaults, for `--candidates` at `--bars`.
     #[arg(long)]
@@ -333,6 +337,14 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         arch.parameter_count(),
         device_name(&device)
     );
+    if a.prefill {
+        let ms = continuo::bench::prefill_only(&arch, &device)?;
+        match a.json {
+            true => println!("{}", serde_json::json!({ "prefill_ms_256": ms })),
+            false => println!("prefill of 256 tokens: {ms:.1} ms"),
+        }
+        return Ok(());
+    }
     let r = continuo::bench::run(&arch, a.batch, a.seq_len, a.steps, &device)?;
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
@@ -371,10 +383,6 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         r.infer_ms_per_token_nocache_ctx64,
         r.infer_ms_per_token_nocache_ctx256,
         r.infer_ms_per_token_nocache_ctx512
-    );
-    println!(
-        "  with KV cache, every core            {:>9.2}   (the cached row runs on one thread)",
-        r.infer_ms_per_token_ctx256_all_threads
     );
     println!("prefill of 256 tokens: {:.1} ms", r.prefill_ms_256);
     println!("generation incl. grammar masks and sampling: {:.2} ms/token; trigger → first note {:.1} ms", r.generate_ms_per_token, r.first_note_ms);
