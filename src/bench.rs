@@ -233,9 +233,9 @@ fn prefill_ms(model: &Model, len: usize, device: &Device) -> Result<f64> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     let prompt = Tensor::from_vec(random_ids(&mut rng, len, vocab), (1, len), device)?;
     let mut cache = model.new_cache();
-    model.forward_cached(&prompt, &mut cache)?; // warm-up
-                                                // The median of several, as the ONNX Runtime peer times it: a mean of a few let one slow
-                                                // run on a shared machine move the figure by a fifth.
+    // A warm-up, then the median of several, as the ONNX Runtime peer times it: a mean of a
+    // few let one slow run on a shared machine move the figure by a fifth.
+    model.forward_cached(&prompt, &mut cache)?;
     let mut times = Vec::new();
     for _ in 0..PREFILL_REPEATS {
         let t = Instant::now();

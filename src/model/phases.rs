@@ -153,15 +153,7 @@ impl Helper {
             // SAFETY: only shared references to the job are made after it was offered.
             let job = unsafe { &*job.get() };
             if !taken_back {
-                let mut spins = 0u32;
-                while !job.left.load(Ordering::Acquire) {
-                    spins += 1;
-                    if spins < 1 << 14 {
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
-                }
+                wait_until(|| job.left.load(Ordering::Acquire));
             }
             if job.panicked.load(Ordering::Acquire) && own.is_ok() {
                 panic!("a decoding step's chunk panicked on the helper thread");
@@ -217,6 +209,20 @@ impl Helper {
     }
 }
 
+/// Spins until `done()`, then yields between polls: the thread it waits for may have been
+/// descheduled, and yielding gives it the core.
+fn wait_until(done: impl Fn() -> bool) {
+    let mut spins = 0u32;
+    while !done() {
+        spins += 1;
+        if spins < 1 << 14 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// One thread's share: chunks by ticket until none is left.
 fn take_chunks(tickets: &Tickets, chunks: &[usize], total: usize, run: &impl Fn(usize, usize)) {
     /// Marks the run failed if the chunk unwinds.
@@ -240,18 +246,12 @@ fn take_chunks(tickets: &Tickets, chunks: &[usize], total: usize, run: &impl Fn(
             phase += 1;
         }
         // Every earlier chunk has been taken by a running thread: wait for them to finish.
-        let mut spins = 0u32;
-        while tickets.done.0.load(Ordering::Acquire) < start {
-            if tickets.failed.load(Ordering::Acquire) {
-                return;
-            }
-            spins += 1;
-            if spins < 1 << 14 {
-                std::hint::spin_loop();
-            } else {
-                // The other thread may have been descheduled: give it the core.
-                std::thread::yield_now();
-            }
+        wait_until(|| {
+            tickets.failed.load(Ordering::Acquire)
+                || tickets.done.0.load(Ordering::Acquire) >= start
+        });
+        if tickets.failed.load(Ordering::Acquire) {
+            return;
         }
         let guard = FailOnUnwind(&tickets.failed);
         run(phase, ticket - start);
