@@ -2,6 +2,7 @@
 
 pub mod answer;
 mod attention;
+pub mod candidates;
 pub mod copy_guard;
 pub mod decode;
 pub use decode::StepPrecision;

@@ -1,8 +1,8 @@
 //! Generation: primer → tokens → model → grammar-masked, seeded sampling → notes.
 
+use super::candidates::{beats_written, Choice};
 use super::copy_guard::CopyGuard;
 use super::{DecodeCache, Model};
-use crate::music::in_kind::check_in_kind;
 pub use crate::music::texture::Rhythm;
 use crate::music::texture::{TextureRequest, TextureTargets};
 pub use crate::music::variation::Variation;
@@ -398,7 +398,9 @@ fn sample_after(
     // Row i is candidate i / variations of variation i % variations; with one candidate the
     // rows (and their random streams) are the variations themselves.
     let v = variations * candidates;
-    let streaming = candidates == 1;
+    // Notes go to `on_note` as they are decoded: from the start with one candidate, from the
+    // candidates' comparison with several (the chosen ones' notes so far first).
+    let mut streaming = candidates == 1;
     let Prompt {
         ids: prompt,
         first_bar,
@@ -455,6 +457,7 @@ fn sample_after(
         })
         .collect();
     let mut out: Vec<Vec<Note>> = vec![Vec::new(); v];
+    let mut choice = Choice::new(candidates, variations, opts.bars, beats_per_bar);
 
     let t0 = Instant::now();
     let mut rows = scorer.start(&history)?;
@@ -469,6 +472,14 @@ fn sample_after(
     let eos = vocab.id(Token::Eos);
     let fill_end = vocab.id(Token::FillEnd);
     let downbeat = vocab.id(Token::Position(0));
+    // A continuation never opens a gap: after a gap's markers the decoder would go back
+    // before the answer's first bar line (the grammar allows them after any bar).
+    let continuing = !grammar.in_middle();
+    let gap_markers: Vec<u32> = (1..=MAX_FILL_BARS)
+        .map(Token::Suffix)
+        .chain([Token::Middle, Token::Before])
+        .map(|t| vocab.id(t))
+        .collect();
     let mut cancelled = false;
     while !done.iter().all(|&d| d) && steps < max_steps && !cancelled {
         let mut next = Vec::with_capacity(v);
@@ -480,6 +491,11 @@ fn sample_after(
             let g = decoders[i].grammar();
             g.fill_mask(&mut mask);
             mask[eos as usize] = false;
+            if continuing {
+                for &id in &gap_markers {
+                    mask[id as usize] = false;
+                }
+            }
             for (tick, &ok) in positions.iter().enumerate() {
                 mask[vocab.id(Token::Position(tick as u8)) as usize] &= ok;
             }
@@ -538,7 +554,7 @@ fn sample_after(
                     .saturating_sub(grammar.bars_opened());
                 if streaming
                     && !on_note(StreamedNote {
-                        variation: i,
+                        variation: i % variations,
                         note,
                         bars_done,
                     })
@@ -553,44 +569,31 @@ fn sample_after(
         for (f, &id) in fed.iter_mut().zip(&next) {
             f.push(id);
         }
+        if let Some(at) = choice.compare_at() {
+            let first_bar = grammar.bars_opened();
+            let heard =
+                |i: usize| done[i] || beats_written(&decoders[i], first_bar, beats_per_bar) >= at;
+            if (0..v).all(heard) {
+                for row in choice.compare_now(primer, &out) {
+                    if !done[row] {
+                        done[row] = true;
+                        scorer.finish(row);
+                    }
+                }
+                let chosen = choice.chosen(primer, &out, opts.bars);
+                streaming = true;
+                cancelled = !deliver(&chosen, &out, (beats_per_bar, opts.bars), &mut on_note);
+            }
+        }
         if done.iter().all(|&d| d) || cancelled {
             break;
         }
         rows = scorer.step(&next, &fed)?;
     }
     let ms_per_token = t1.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64;
-    let chosen: Vec<usize> = (0..variations)
-        .map(|i| {
-            let score = |c: usize| {
-                let notes = &out[i + c * variations];
-                let k = check_in_kind(
-                    &primer.notes,
-                    primer.bar_count(),
-                    notes,
-                    opts.bars as usize,
-                    beats_per_bar,
-                );
-                k.as_array().iter().filter(|&&ok| ok).count()
-            };
-            // The highest score, the first candidate on a tie.
-            let best = (0..candidates).rev().max_by_key(|&c| score(c)).unwrap_or(0);
-            i + best * variations
-        })
-        .collect();
+    let chosen = choice.chosen(primer, &out, opts.bars);
     if !streaming && !cancelled {
-        for (variation, &row) in chosen.iter().enumerate() {
-            for &note in &out[row] {
-                let bar = (note.start / beats_per_bar.max(0.5)).floor().max(0.0) as u32;
-                let bars_done = (bar + 1).min(opts.bars);
-                if !on_note(StreamedNote {
-                    variation,
-                    note,
-                    bars_done,
-                }) {
-                    break;
-                }
-            }
-        }
+        deliver(&chosen, &out, (beats_per_bar, opts.bars), &mut on_note);
     }
     Ok(Generated {
         variations: chosen
@@ -607,6 +610,30 @@ fn sample_after(
         prefill_ms,
         ms_per_token,
     })
+}
+
+/// Hands the notes decoded so far of each variation's `chosen` row to `on_note`, each with
+/// the bars it completes (of `bars` bars of `beats_per_bar`); false if `on_note` stopped it.
+fn deliver(
+    chosen: &[usize],
+    out: &[Vec<Note>],
+    (beats_per_bar, bars): (f64, u32),
+    on_note: &mut impl FnMut(StreamedNote) -> bool,
+) -> bool {
+    for (variation, &row) in chosen.iter().enumerate() {
+        for &note in &out[row] {
+            let bar = (note.start / beats_per_bar.max(0.5)).floor().max(0.0) as u32;
+            let delivered = on_note(StreamedNote {
+                variation,
+                note,
+                bars_done: (bar + 1).min(bars),
+            });
+            if !delivered {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 fn decoder_after(prompt: &[u32]) -> Decoder {

@@ -69,6 +69,50 @@ pub fn check_in_kind(
     bars: usize,
     beats_per_bar: f64,
 ) -> InKind {
+    let beats = bars.max(1) as f64 * beats_per_bar.max(0.5);
+    in_kind(
+        primer,
+        primer_bars,
+        continuation,
+        (bars, beats),
+        beats_per_bar,
+    )
+}
+
+/// [`check_in_kind`] of a continuation written so far: its notes that start in its first
+/// `beats` beats. Density counts those beats; the bar checks (alive, new) its whole bars
+/// among them. Candidates are compared by it before they are finished (`model::candidates`).
+pub fn check_in_kind_so_far(
+    primer: &[Note],
+    primer_bars: usize,
+    continuation: &[Note],
+    beats: f64,
+    beats_per_bar: f64,
+) -> InKind {
+    let heard: Vec<Note> = continuation
+        .iter()
+        .filter(|n| n.start < beats)
+        .copied()
+        .collect();
+    let whole_bars = (beats / beats_per_bar.max(0.5)).floor() as usize;
+    in_kind(
+        primer,
+        primer_bars,
+        &heard,
+        (whole_bars, beats.max(1e-9)),
+        beats_per_bar,
+    )
+}
+
+/// The six checks of `continuation`, whose `bars` whole bars the bar checks read and whose
+/// `beats` the density divides by.
+fn in_kind(
+    primer: &[Note],
+    primer_bars: usize,
+    continuation: &[Note],
+    (bars, beats): (usize, f64),
+    beats_per_bar: f64,
+) -> InKind {
     if primer.is_empty() || continuation.is_empty() {
         return InKind::default();
     }
@@ -94,7 +138,7 @@ pub fn check_in_kind(
             TEXTURE_RATIO,
         ),
         density: ratio_within(
-            per_beat(continuation, bars),
+            continuation.len() as f64 / beats,
             per_beat(primer, primer_bars),
             DENSITY_RATIO,
         ),
