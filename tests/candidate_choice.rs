@@ -106,14 +106,14 @@ fn the_kept_candidate_is_one_written_to_the_end_and_the_others_stop_halfway() {
         // The kept one passed the most checks over the half heard, and is the first of those.
         let heard = HEARD_SHARE * 4.0 * bpb;
         let score = |c: usize| {
-            let k = check_in_kind_so_far(
+            check_in_kind_so_far(
                 &primer.notes,
                 primer.bar_count(),
                 &written.variations[c].notes,
                 heard,
                 bpb,
-            );
-            k.as_array().iter().filter(|&&ok| ok).count()
+            )
+            .passed()
         };
         let best = (0..4).map(score).max().unwrap();
         assert_eq!(

@@ -96,10 +96,7 @@ impl Choice {
     fn best(&self, check: impl Fn(&[Note]) -> InKind, out: &[Vec<Note>]) -> Vec<usize> {
         (0..self.variations)
             .map(|i| {
-                let score = |c: usize| {
-                    let k = check(&out[i + c * self.variations]);
-                    k.as_array().iter().filter(|&&ok| ok).count()
-                };
+                let score = |c: usize| check(&out[i + c * self.variations]).passed();
                 let best = (0..self.candidates)
                     .rev()
                     .max_by_key(|&c| score(c))

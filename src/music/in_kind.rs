@@ -48,6 +48,11 @@ impl InKind {
         self.as_array().iter().all(|&b| b)
     }
 
+    /// How many of the six hold (how candidates are ranked).
+    pub fn passed(&self) -> usize {
+        self.as_array().iter().filter(|&&ok| ok).count()
+    }
+
     pub fn as_array(&self) -> [bool; 6] {
         [
             self.texture,
