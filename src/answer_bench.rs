@@ -32,7 +32,10 @@ pub struct AnswerTiming {
     pub tokens: usize,
 }
 
-/// Times the answer to each primer for every (bars, candidates); `repeats` runs each.
+/// Times the answer to each primer for every (bars, candidates); `repeats` runs each. Each
+/// repeat runs every number of candidates in turn, so that the ratios compare runs made at
+/// the same moment of a machine whose speed drifts (a shared VM's does, by a third within
+/// minutes).
 pub fn answer_timings(
     model: &Model,
     device: &Device,
@@ -44,38 +47,47 @@ pub fn answer_timings(
 ) -> Result<Vec<AnswerTiming>> {
     let mut rows = Vec::new();
     for &b in bars {
-        for &c in candidates {
-            let mut complete = Vec::new();
-            let mut first = Vec::new();
-            let mut prefill = Vec::new();
-            let mut tokens = Vec::new();
-            for primer in primers {
-                let settings = GenerationSettings {
-                    bars: b,
-                    candidates: c as u8,
-                    variation: Variation::Develop,
-                    ..GenerationSettings::default()
-                };
-                let opts = generate_options(&settings, primer, guard.clone());
-                let mut runs = Vec::new();
-                let mut firsts = Vec::new();
-                let mut prefills = Vec::new();
-                for _ in 0..repeats.max(1) {
+        // Per number of candidates: each primer's median of complete, first note, prefill.
+        let mut per_primer = vec![[Vec::new(), Vec::new(), Vec::new()]; candidates.len()];
+        let mut tokens = vec![Vec::new(); candidates.len()];
+        for primer in primers {
+            let opts: Vec<_> = candidates
+                .iter()
+                .map(|&c| {
+                    let settings = GenerationSettings {
+                        bars: b,
+                        candidates: c as u8,
+                        variation: Variation::Develop,
+                        ..GenerationSettings::default()
+                    };
+                    generate_options(&settings, primer, guard.clone())
+                })
+                .collect();
+            let mut runs = vec![[Vec::new(), Vec::new(), Vec::new()]; candidates.len()];
+            for _ in 0..repeats.max(1) {
+                for (i, opts) in opts.iter().enumerate() {
                     let t = Instant::now();
                     let mut first_note = None;
-                    let g = generate_streaming(model, device, primer, &opts, |_| {
+                    let g = generate_streaming(model, device, primer, opts, |_| {
                         first_note.get_or_insert(t.elapsed().as_secs_f64() * 1e3);
                         true
                     })?;
-                    runs.push(t.elapsed().as_secs_f64() * 1e3);
-                    firsts.push(first_note.unwrap_or(f64::NAN));
-                    prefills.push(g.prefill_ms);
-                    tokens.push(g.tokens);
+                    let [complete, first, prefill] = &mut runs[i];
+                    complete.push(t.elapsed().as_secs_f64() * 1e3);
+                    first.push(first_note.unwrap_or(f64::NAN));
+                    prefill.push(g.prefill_ms);
+                    tokens[i].push(g.tokens);
                 }
-                complete.push(median(&mut runs));
-                first.push(median(&mut firsts));
-                prefill.push(median(&mut prefills));
             }
+            for (medians, mut runs) in per_primer.iter_mut().zip(runs) {
+                for (m, r) in medians.iter_mut().zip(&mut runs) {
+                    m.push(median(r));
+                }
+            }
+        }
+        for ((&c, [mut complete, mut first, mut prefill]), tokens) in
+            candidates.iter().zip(per_primer).zip(tokens)
+        {
             rows.push(AnswerTiming {
                 bars: b,
                 candidates: c,
