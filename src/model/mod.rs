@@ -18,6 +18,7 @@ mod row_math;
 pub mod sampler;
 mod smeared_keys;
 mod spare_buffers;
+mod steering;
 mod step_products;
 pub mod transformer;
 pub mod variation;

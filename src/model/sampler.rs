@@ -2,14 +2,15 @@
 
 use super::candidates::{beats_written, Choice};
 use super::copy_guard::CopyGuard;
+use super::steering::{RowCounts, Steering};
 use super::{DecodeCache, Model};
 pub use crate::music::texture::Rhythm;
-use crate::music::texture::{TextureRequest, TextureTargets};
+use crate::music::texture::TextureRequest;
 pub use crate::music::variation::Variation;
 use crate::music::{detect_key, Key, Note, Phrase};
 use crate::tokens::{
-    split_bars, Decoder, Grammar, InfillLayout, InfillSides, Token, Vocab, MAX_BAR_TICKS,
-    MAX_FILL_BARS, PREFIX_LEN, TICKS_PER_BEAT,
+    split_bars, Decoder, Grammar, InfillLayout, InfillSides, Token, Vocab, MAX_FILL_BARS,
+    PREFIX_LEN, TICKS_PER_BEAT,
 };
 use candle_core::{Device, Result, Tensor};
 use rand::{Rng, SeedableRng};
@@ -22,20 +23,6 @@ use std::time::Instant;
 pub const DEFAULT_CANDIDATES: usize = 4;
 /// Most candidates per answer (the plugin decodes them in one batch, so latency grows).
 pub const MAX_CANDIDATES: usize = 8;
-
-/// When steering, each pitch's logit moves by this times the log of its weight in the told
-/// key's probe-tone profile ([`Key::profile_weight`]): the tonic is untouched, the fifth
-/// loses 0.2, chromatic notes about 1. The model was trained mostly on fiddle tunes in D, G
-/// and A and drifts there (or to the relative minor) from a C major chord progression; a hard
-/// key lock stays the user's choice (*Key lock*), this only leans. Twice this kept 99 % of
-/// answers' note time in the primer's scale where real continuations keep 94 % (overlap of
-/// the two distributions 0.74, `eval --continuations` on the development set); this keeps 97 %
-/// (overlap 0.84).
-pub const KEY_LEAN: f32 = 1.0;
-/// When steering, a pitch this many semitones or fewer from the register it is steered toward
-/// is free; each semitone further costs [`REGISTER_LEAN`] in its logit.
-pub const REGISTER_FREE_SEMITONES: f32 = 4.0;
-pub const REGISTER_LEAN: f32 = 0.35;
 
 /// How to continue a primer.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,7 +52,7 @@ pub struct GenerateOptions {
     pub rhythm: Rhythm,
     /// Keep chord sizes and pitches near what `texture` asks for (see
     /// [`TextureRequest::targets_for`]) and lean toward the told key's scale
-    /// ([`KEY_LEAN`]); off, the prefix alone tells the model.
+    /// ([`KEY_LEAN`](super::steering::KEY_LEAN)); off, the prefix alone tells the model.
     pub steer_texture: bool,
     /// Bar length to use when the primer is empty (beats).
     pub beats_per_bar: f64,
@@ -262,23 +249,6 @@ fn slid_window(history: &[u32], keep: usize) -> Vec<u32> {
         .collect()
 }
 
-/// Which positions of a bar of `bar_ticks` the primer's onsets fall on (all of them when the
-/// rhythm is free or the primer is empty).
-fn allowed_positions(
-    primer: &Phrase,
-    rhythm: Rhythm,
-    bar_ticks: u32,
-) -> [bool; MAX_BAR_TICKS as usize] {
-    let mut allowed = [rhythm == Rhythm::Free || primer.notes.is_empty(); MAX_BAR_TICKS as usize];
-    if rhythm == Rhythm::LikePrimer && !primer.notes.is_empty() {
-        for n in &crate::tokens::quantize(primer).notes {
-            let tick = (n.start * TICKS_PER_BEAT as f64).round() as u32 % bar_ticks.max(1);
-            allowed[tick as usize] = true;
-        }
-    }
-    allowed
-}
-
 /// Fills bars `gap` of `phrase` with the model; see [`infill_with`].
 pub fn infill(
     model: &Model,
@@ -418,32 +388,8 @@ fn sample_after(
     // The prompt already opened the first continuation bar.
     let end_bars = grammar.bars_opened() + opts.bars - 1;
     let mut decoders: Vec<Decoder> = (0..v).map(|_| decoder_after(&prompt)).collect();
-    let positions = allowed_positions(primer, opts.rhythm, grammar.bar_ticks());
-    let targets = if opts.steer_texture {
-        let bpb = crate::tokens::quantize(primer).beats_per_bar;
-        opts.texture.targets_for(&primer.notes, bpb)
-    } else {
-        TextureTargets::default()
-    };
-    // Logit offsets of the 128 pitches toward the told key and the register steered toward.
-    let told_key = opts.steer_texture.then(|| opts.told_key(primer)).flatten();
-    let pitch_lean: Option<Vec<f32>> = (told_key.is_some() || targets.register_centre.is_some())
-        .then(|| {
-            (0..=127u8)
-                .map(|p| {
-                    let key =
-                        told_key.map_or(0.0, |k| KEY_LEAN * (k.profile_weight(p) as f32).ln());
-                    let register = targets.register_centre.map_or(0.0, |c| {
-                        let far = (p as f32 - c as f32).abs() - REGISTER_FREE_SEMITONES;
-                        -REGISTER_LEAN * far.max(0.0)
-                    });
-                    key + register
-                })
-                .collect()
-        });
-    // Notes decoded so far at each row's current onset (chord size), onsets in its bar.
-    let mut at_onset = vec![0usize; v];
-    let mut onsets_in_bar = vec![0usize; v];
+    let steering = Steering::new(primer, opts, &grammar, start_beat);
+    let mut counts = vec![RowCounts::default(); v];
     // What each variation sampled, and what was fed to the scorer (padding once it is done),
     // which keeps every row the same length for the sliding window.
     let mut history: Vec<Vec<u32>> = vec![prompt.clone(); v];
@@ -469,17 +415,7 @@ fn sample_after(
     let mut mask = vec![false; vocab.size()];
     let pad = vocab.id(Token::Pad);
     let bar = vocab.id(Token::Bar);
-    let eos = vocab.id(Token::Eos);
     let fill_end = vocab.id(Token::FillEnd);
-    let downbeat = vocab.id(Token::Position(0));
-    // A continuation never opens a gap: after a gap's markers the decoder would go back
-    // before the answer's first bar line (the grammar allows them after any bar).
-    let continuing = !grammar.in_middle();
-    let gap_markers: Vec<u32> = (1..=MAX_FILL_BARS)
-        .map(Token::Suffix)
-        .chain([Token::Middle, Token::Before])
-        .map(|t| vocab.id(t))
-        .collect();
     let mut cancelled = false;
     while !done.iter().all(|&d| d) && steps < max_steps && !cancelled {
         let mut next = Vec::with_capacity(v);
@@ -488,41 +424,8 @@ fn sample_after(
                 next.push(pad);
                 continue;
             }
-            let g = decoders[i].grammar();
-            g.fill_mask(&mut mask);
-            mask[eos as usize] = false;
-            if continuing {
-                for &id in &gap_markers {
-                    mask[id as usize] = false;
-                }
-            }
-            for (tick, &ok) in positions.iter().enumerate() {
-                mask[vocab.id(Token::Position(tick as u8)) as usize] &= ok;
-            }
-            if opts.start_on_downbeat
-                && out[i].is_empty()
-                && g.allows(downbeat)
-                && positions[0]
-                && g.bars_opened() == grammar.bars_opened()
-            {
-                mask.iter_mut().for_each(|m| *m = false);
-                mask[downbeat as usize] = true;
-            }
-            apply_pitch_masks(&mut mask, g, opts, targets.pitches);
-            if let Some(sizes) = targets.chord_size {
-                steer_chord_size(&mut mask, g, at_onset[i], sizes);
-            }
-            if let Some(range) = targets.onsets_per_bar {
-                steer_onsets_per_bar(&mut mask, onsets_in_bar[i], range);
-            }
-            if let Some(guard) = &opts.copy_guard {
-                guard.mask_copying_durations(&mut mask, &decoders[i], &out[i], start_beat);
-            }
-            if let (Some(lean), true) = (&pitch_lean, g.expects_pitch()) {
-                for (p, offset) in lean.iter().enumerate() {
-                    rows[i][vocab.pitch_id(p as u8) as usize] += offset;
-                }
-            }
+            steering.mask(&mut mask, &decoders[i], &out[i], &counts[i]);
+            steering.lean(&mut rows[i], decoders[i].grammar());
             let id = sample(&rows[i], &mask, opts.temperature, opts.top_p, &mut rngs[i]);
             if (id == bar && decoders[i].grammar().bars_opened() >= end_bars) || id == fill_end {
                 done[i] = true;
@@ -530,18 +433,7 @@ fn sample_after(
                 next.push(pad);
                 continue;
             }
-            match vocab.token(id) {
-                Some(Token::Position(_)) => {
-                    at_onset[i] = 0;
-                    onsets_in_bar[i] += 1;
-                }
-                Some(Token::Bar) => {
-                    at_onset[i] = 0;
-                    onsets_in_bar[i] = 0;
-                }
-                Some(Token::Pitch(_)) => at_onset[i] += 1,
-                _ => {}
-            }
+            counts[i].after(id);
             if let Some(n) = decoders[i].push(id) {
                 let note = Note {
                     start: n.start + decoded_offset,
@@ -786,91 +678,6 @@ pub fn infill_prompt(
         first_bar: lo,
         start_bar: gap.start,
         beats_per_bar: bpb,
-    }
-}
-
-/// Masks pitches outside the user's range and key, and outside the register steered toward
-/// (`register`, dropped where it leaves no pitch of the range).
-fn apply_pitch_masks(
-    mask: &mut [bool],
-    g: &Grammar,
-    opts: &GenerateOptions,
-    register: Option<(u8, u8)>,
-) {
-    if !g.expects_pitch() {
-        return;
-    }
-    let vocab = Vocab;
-    let saved: Vec<bool> = (0..=127u8)
-        .map(|p| mask[vocab.pitch_id(p) as usize])
-        .collect();
-    let (mut lo, mut hi) = opts.pitch_range;
-    if let Some((rlo, rhi)) = register {
-        if rlo.max(lo) <= rhi.min(hi) {
-            (lo, hi) = (rlo.max(lo), rhi.min(hi));
-        }
-    }
-    for p in 0..=127u8 {
-        let in_range = p >= lo && p <= hi;
-        let in_key = opts.key.is_none_or(|k| k.contains(p));
-        if !(in_range && in_key) {
-            mask[vocab.pitch_id(p) as usize] = false;
-        }
-    }
-    if !mask.iter().any(|&m| m) {
-        // Range and key exclude every pitch the grammar allows: fall back to the grammar alone.
-        for p in 0..=127u8 {
-            mask[vocab.pitch_id(p) as usize] = saved[p as usize];
-        }
-    }
-}
-
-/// After a note, the grammar lets the model add a higher note to the chord or move on: with
-/// fewer than `sizes.0` notes at this onset it must add one (if any pitch is still allowed),
-/// with `sizes.1` it must move on (if it can).
-fn steer_chord_size(mask: &mut [bool], g: &Grammar, at_onset: usize, sizes: (usize, usize)) {
-    if at_onset == 0 || !g.expects_pitch() {
-        return;
-    }
-    let vocab = Vocab;
-    let is_pitch = |id: usize| vocab.pitch_of(id as u32).is_some();
-    let any_pitch = mask.iter().enumerate().any(|(id, &m)| m && is_pitch(id));
-    let any_other = mask.iter().enumerate().any(|(id, &m)| m && !is_pitch(id));
-    let keep_pitches = if at_onset < sizes.0 && any_pitch {
-        true
-    } else if at_onset >= sizes.1 && any_other {
-        false
-    } else {
-        return;
-    };
-    for (id, m) in mask.iter_mut().enumerate() {
-        if is_pitch(id) != keep_pitches {
-            *m = false;
-        }
-    }
-}
-
-/// Where the grammar lets the model start another onset or close the bar: with fewer than
-/// `range.0` onsets in the bar it may not close it (while a position is left), with
-/// `range.1` it may not start another.
-fn steer_onsets_per_bar(mask: &mut [bool], onsets: usize, range: (usize, usize)) {
-    let vocab = Vocab;
-    let bar = vocab.id(Token::Bar) as usize;
-    let position = |id: usize| matches!(vocab.token(id as u32), Some(Token::Position(_)));
-    if !mask[bar] && !mask.iter().enumerate().any(|(id, &m)| m && position(id)) {
-        return;
-    }
-    if onsets < range.0 && mask.iter().enumerate().any(|(id, &m)| m && position(id)) {
-        mask[bar] = false;
-    } else if onsets >= range.1 {
-        let other = mask.iter().enumerate().any(|(id, &m)| m && !position(id));
-        if other {
-            for (id, m) in mask.iter_mut().enumerate() {
-                if position(id) {
-                    *m = false;
-                }
-            }
-        }
     }
 }
 
