@@ -18,7 +18,7 @@ mod row_math;
 pub mod sampler;
 mod smeared_keys;
 mod spare_buffers;
-mod steering;
+pub mod steering;
 mod step_products;
 pub mod transformer;
 pub mod variation;

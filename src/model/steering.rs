@@ -2,8 +2,7 @@
 //! of an answer. The bar positions the primer's rhythm allows, a start on the downbeat, the
 //! user's range and key, the texture's register, chord sizes and onsets per bar, the copy
 //! guard, and the lean toward the told key and register. The decoding loop (`sampler.rs`)
-//! asks it for each row's mask and lean, and tells it each token a row takes
-//! ([`RowCounts`]).
+//! asks it for each row's mask and lean, and tells it each token a row takes (`RowCounts`).
 
 use super::sampler::GenerateOptions;
 use crate::music::texture::{Rhythm, TextureTargets};
@@ -11,13 +10,13 @@ use crate::music::{Note, Phrase};
 use crate::tokens::{Decoder, Grammar, Token, Vocab, MAX_BAR_TICKS, MAX_FILL_BARS, TICKS_PER_BEAT};
 
 /// When steering, each pitch's logit moves by this times the log of its weight in the told
-/// key's probe-tone profile ([`Key::profile_weight`]): the tonic is untouched, the fifth
-/// loses 0.2, chromatic notes about 1. The model was trained mostly on fiddle tunes in D, G
-/// and A and drifts there (or to the relative minor) from a C major chord progression; a hard
-/// key lock stays the user's choice (*Key lock*), this only leans. Twice this kept 99 % of
-/// answers' note time in the primer's scale where real continuations keep 94 % (overlap of
-/// the two distributions 0.74, `eval --continuations` on the development set); this keeps 97 %
-/// (overlap 0.84).
+/// key's probe-tone profile ([`Key::profile_weight`](crate::music::Key::profile_weight)): the
+/// tonic is untouched, the fifth loses 0.2, chromatic notes about 1. The model was trained
+/// mostly on fiddle tunes in D, G and A and drifts there (or to the relative minor) from a C
+/// major chord progression; a hard key lock stays the user's choice (*Key lock*), this only
+/// leans. Twice this kept 99 % of answers' note time in the primer's scale where real
+/// continuations keep 94 % (overlap of the two distributions 0.74, `eval --continuations` on
+/// the development set); this keeps 97 % (overlap 0.84).
 pub const KEY_LEAN: f32 = 1.0;
 /// When steering, a pitch this many semitones or fewer from the register it is steered toward
 /// is free; each semitone further costs [`REGISTER_LEAN`] in its logit.
