@@ -520,17 +520,21 @@ mod simd {
 mod tests {
     use super::*;
 
+    /// (outputs, inputs, rows) the kernels are checked on: outputs not a multiple of 4 and
+    /// inputs not a multiple of 8 take the tails; 28 outputs by 5 rows take twelve-output
+    /// blocks for four rows, then four-output blocks for the fifth.
+    const SHAPES: [(usize, usize, usize); 6] = [
+        (1, 1, 1),
+        (4, 8, 1),
+        (7, 13, 2),
+        (9, 32, 3),
+        (12, 256, 2),
+        (28, 21, 5),
+    ];
+
     #[test]
     fn the_f16_matrix_vector_product_agrees_with_plain_sums_on_every_shape() {
-        // Outputs not a multiple of 4 and inputs not a multiple of 8 take the tails.
-        for (outs, inp, rows) in [
-            (1, 1, 1),
-            (4, 8, 1),
-            (7, 13, 2),
-            (9, 32, 3),
-            (12, 256, 2),
-            (28, 21, 5),
-        ] {
+        for (outs, inp, rows) in SHAPES {
             let w: Vec<f16> = (0..outs * inp)
                 .map(|i| f16::from_f32(((i * 7) % 13) as f32 * 0.1 - 0.6))
                 .collect();
@@ -558,14 +562,7 @@ mod tests {
 
     #[test]
     fn the_i8_matrix_vector_product_agrees_with_plain_sums_on_every_shape() {
-        for (outs, inp, rows) in [
-            (1, 1, 1),
-            (4, 8, 1),
-            (7, 13, 2),
-            (9, 32, 3),
-            (12, 256, 2),
-            (28, 21, 5),
-        ] {
+        for (outs, inp, rows) in SHAPES {
             let w: Vec<f32> = (0..outs * inp)
                 .map(|i| ((i * 7) % 13) as f32 * 0.1 - 0.6)
                 .collect();
