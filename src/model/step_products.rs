@@ -325,16 +325,24 @@ mod simd {
             }
         };
         let mut j = 0;
-        // Twelve outputs at a time for x rows in fours (candidates decoding together), then
-        // the rows left over four outputs at a time.
-        while rows >= 4 && j + 12 <= outs {
+        // Twelve outputs at a time for x rows in fours, or a last three (candidates decoding
+        // together), then the rows left over four outputs at a time.
+        while rows >= 3 && j + 12 <= outs {
+            let block = &w[j * inp..(j + 12) * inp];
             let mut r = 0;
             while r + 4 <= rows {
-                let sums = dot12x4(&w[j * inp..(j + 12) * inp], &x[r * inp..(r + 4) * inp]);
+                let sums = dot12::<W, 4>(block, &x[r * inp..(r + 4) * inp]);
                 for (i, s) in sums.iter().enumerate() {
                     put(r + i, j, s);
                 }
                 r += 4;
+            }
+            if rows - r == 3 {
+                let sums = dot12::<W, 3>(block, &x[r * inp..(r + 3) * inp]);
+                for (i, s) in sums.iter().enumerate() {
+                    put(r + i, j, s);
+                }
+                r += 3;
             }
             for k in 0..3 {
                 block_of_four(j + 4 * k, r);
@@ -455,19 +463,21 @@ mod simd {
         out
     }
 
-    /// [`dot4x4`] for twelve weight rows (three blocks of four): each pass keeps three
-    /// weight rows by four x rows, twelve sums, in registers, where `dot4x4`'s eight leave
-    /// the FMAs' latency exposed (about 7% faster on Zen 3). Each row's sums are bit for bit
-    /// `dot4`'s: each sum is the same FMAs in the same order, and the same reduction
+    /// [`dot4x4`] for twelve weight rows (three blocks of four) and `R` rows of x (`x`:
+    /// R × n), four or three: each pass keeps three weight rows by `R` x rows, twelve or nine
+    /// sums, in registers, where `dot4x4`'s eight leave the FMAs' latency exposed (about 7%
+    /// faster on Zen 3), and three rows (the step after a candidate finished) widen each
+    /// weight once instead of twice (a pair, then one row alone). Each row's sums are bit for
+    /// bit `dot4`'s: each sum is the same FMAs in the same order, and the same reduction
     /// ([`reduce4`] reduces each accumulator on its own).
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot12x4<W: Narrow>(block: &[W], x: &[f32]) -> [[f32; 12]; 4] {
-        let n = x.len() / 4;
-        assert!(block.len() >= 12 * n && x.len() == 4 * n);
+    unsafe fn dot12<W: Narrow, const R: usize>(block: &[W], x: &[f32]) -> [[f32; 12]; R] {
+        let n = x.len() / R;
+        assert!(block.len() >= 12 * n && x.len() == R * n);
         let (pw, px) = (block.as_ptr(), x.as_ptr());
-        let mut sums = [[_mm256_setzero_ps(); 12]; 4];
+        let mut sums = [[_mm256_setzero_ps(); 12]; R];
         for k0 in [0, 3, 6, 9] {
-            let mut acc = [[_mm256_setzero_ps(); 3]; 4];
+            let mut acc = [[_mm256_setzero_ps(); 3]; R];
             let mut i = 0;
             while i + 8 <= n {
                 let w0 = W::load8(pw.add(k0 * n + i));
@@ -485,7 +495,7 @@ mod simd {
                 s[k0..k0 + 3].copy_from_slice(&a);
             }
         }
-        let mut out = [[0f32; 12]; 4];
+        let mut out = [[0f32; 12]; R];
         let tail = n - n % 8;
         for (r, (o, s)) in out.iter_mut().zip(&sums).enumerate() {
             for g in 0..3 {
@@ -522,14 +532,16 @@ mod tests {
 
     /// (outputs, inputs, rows) the kernels are checked on: outputs not a multiple of 4 and
     /// inputs not a multiple of 8 take the tails; 28 outputs by 5 rows take twelve-output
-    /// blocks for four rows, then four-output blocks for the fifth.
-    const SHAPES: [(usize, usize, usize); 6] = [
+    /// blocks for four rows, then four-output blocks for the fifth, by 3 rows twelve-output
+    /// blocks of three rows.
+    const SHAPES: [(usize, usize, usize); 7] = [
         (1, 1, 1),
         (4, 8, 1),
         (7, 13, 2),
         (9, 32, 3),
         (12, 256, 2),
         (28, 21, 5),
+        (28, 21, 3),
     ];
 
     #[test]
@@ -605,7 +617,7 @@ mod tests {
     #[test]
     fn rows_decoded_together_are_bit_for_bit_rows_decoded_alone() {
         for precision in StepPrecision::ALL {
-            // Twelve-output blocks (for rows in fours) twice, then a four-output block, with
+            // Twelve-output blocks (for rows in fours or a last three) twice, then a four-output block, with
             // and without an input tail.
             for (outs, inp) in [(4, 8), (7, 13), (12, 256), (9, 1024), (28, 24), (30, 13)] {
                 let w: Vec<f32> = (0..outs * inp)
