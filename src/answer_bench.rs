@@ -30,6 +30,11 @@ pub struct AnswerTiming {
     pub prefill_ms: f64,
     /// Tokens decoded per row.
     pub tokens: usize,
+    /// `complete_ms` over one candidate's, run by run: each primer's median over the repeats
+    /// of this run's time over the one-candidate run of the same repeat, then the median over
+    /// the primers. A ratio of two runs seconds apart does not take in the machine's drift
+    /// between repeats, as the ratio of the medians can. NaN without 1 among the candidates.
+    pub paired_ratio: f64,
 }
 
 /// Times the answer to each primer for every (bars, candidates); `repeats` runs each. Each
@@ -50,6 +55,8 @@ pub fn answer_timings(
         // Per number of candidates: each primer's median of complete, first note, prefill.
         let mut per_primer = vec![[Vec::new(), Vec::new(), Vec::new()]; candidates.len()];
         let mut tokens = vec![Vec::new(); candidates.len()];
+        let mut paired = vec![Vec::new(); candidates.len()];
+        let one = candidates.iter().position(|&c| c == 1);
         for primer in primers {
             let opts: Vec<_> = candidates
                 .iter()
@@ -79,14 +86,25 @@ pub fn answer_timings(
                     tokens[i].push(g.tokens);
                 }
             }
+            for (ratios, [complete, ..]) in paired.iter_mut().zip(&runs) {
+                let mut of_runs: Vec<f64> = match one {
+                    Some(one) => complete
+                        .iter()
+                        .zip(&runs[one][0])
+                        .map(|(c, o)| c / o)
+                        .collect(),
+                    None => vec![f64::NAN],
+                };
+                ratios.push(median(&mut of_runs));
+            }
             for (medians, mut runs) in per_primer.iter_mut().zip(runs) {
                 for (m, r) in medians.iter_mut().zip(&mut runs) {
                     m.push(median(r));
                 }
             }
         }
-        for ((&c, [mut complete, mut first, mut prefill]), tokens) in
-            candidates.iter().zip(per_primer).zip(tokens)
+        for (((&c, [mut complete, mut first, mut prefill]), tokens), mut paired) in
+            candidates.iter().zip(per_primer).zip(tokens).zip(paired)
         {
             rows.push(AnswerTiming {
                 bars: b,
@@ -95,6 +113,7 @@ pub fn answer_timings(
                 first_note_ms: median(&mut first),
                 prefill_ms: median(&mut prefill),
                 tokens: tokens.iter().sum::<usize>() / tokens.len().max(1),
+                paired_ratio: median(&mut paired),
             });
         }
     }

@@ -422,7 +422,7 @@ fn run_answer_bench(a: &BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "bars  candidates  tokens/row  first note ms  complete ms  of it prefills ms  × one candidate"
+        "bars  candidates  tokens/row  first note ms  complete ms  of it prefills ms  × one candidate  × one, run by run"
     );
     for r in &rows {
         let one = rows
@@ -430,14 +430,15 @@ fn run_answer_bench(a: &BenchArgs) -> Result<()> {
             .find(|o| o.bars == r.bars && o.candidates == 1)
             .map_or(f64::NAN, |o| o.complete_ms);
         println!(
-            "{:>4}  {:>10}  {:>10}  {:>13.1}  {:>11.1}  {:>17.1}  {:>15.2}",
+            "{:>4}  {:>10}  {:>10}  {:>13.1}  {:>11.1}  {:>17.1}  {:>15.2}  {:>17.2}",
             r.bars,
             r.candidates,
             r.tokens,
             r.first_note_ms,
             r.complete_ms,
             r.prefill_ms,
-            r.complete_ms / one
+            r.complete_ms / one,
+            r.paired_ratio
         );
     }
     Ok(())
