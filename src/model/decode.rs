@@ -390,8 +390,8 @@ impl DecodeWeights {
     /// chunk's phases are a few µs to 20 µs, which is why the threads meet on counters
     /// ([`run_phases`]) instead of a rayon hand-off each. A row's numbers do not depend on the rows
     /// beside it nor on which thread ran which chunk (the products' kernels take rows in
-    /// fours, twos or alone, with each row's sums in one order), so a row decodes the same
-    /// alone, in a batch, or on either thread.
+    /// fours, threes, twos or alone, with each row's sums in one order), so a row decodes the
+    /// same alone, in a batch, or on either thread.
     pub(crate) fn step(&self, cache: &mut FastCache, next: &[u32]) -> Result<Vec<f32>> {
         let b = cache.batch;
         if next.len() != b {

@@ -330,18 +330,17 @@ mod simd {
         while rows >= 3 && j + 12 <= outs {
             let block = &w[j * inp..(j + 12) * inp];
             let mut r = 0;
-            while r + 4 <= rows {
-                let sums = dot12::<W, 4>(block, &x[r * inp..(r + 4) * inp]);
+            let put_rows = |r: usize, sums: &[[f32; 12]]| {
                 for (i, s) in sums.iter().enumerate() {
                     put(r + i, j, s);
                 }
+            };
+            while r + 4 <= rows {
+                put_rows(r, &dot12::<W, 4>(block, &x[r * inp..(r + 4) * inp]));
                 r += 4;
             }
             if rows - r == 3 {
-                let sums = dot12::<W, 3>(block, &x[r * inp..(r + 3) * inp]);
-                for (i, s) in sums.iter().enumerate() {
-                    put(r + i, j, s);
-                }
+                put_rows(r, &dot12::<W, 3>(block, &x[r * inp..(r + 3) * inp]));
                 r += 3;
             }
             for k in 0..3 {
